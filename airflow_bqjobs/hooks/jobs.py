@@ -1,0 +1,198 @@
+"""The BigQuery jobs API (insert, get, cancel, delete metadata, list) through google-cloud-bigquery.
+
+One client per hook, built on first use and reused for every call (the trigger keeps one hook for its
+whole wait). Every request has a timeout and is retried under :func:`is_transient` with jittered
+exponential backoff; callers that run their own retry loop (the trigger) pass ``retry=None``.
+``google.cloud`` is imported here lazily, never when a DAG file imports an operator.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterator
+
+from airflow_bqjobs._compat import AirflowNotFoundException, BaseHook
+from airflow_bqjobs.core.errors import InvalidJobInput, JobAlreadyExists
+from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
+from airflow_bqjobs.core.transient import is_transient
+from airflow_bqjobs.hooks.credentials import client_settings, normalize_extras
+
+if TYPE_CHECKING:
+    from google.cloud.bigquery import Client
+
+_DEFAULT = object()
+USER_AGENT = "airflow-bqjobs"
+
+
+class BigQueryJobsHook(BaseHook):
+    """Talks to BigQuery's jobs API with a ``google_cloud_default``-compatible connection."""
+
+    conn_name_attr = "gcp_conn_id"
+    default_conn_name = "google_cloud_default"
+    conn_type = "bigquery_jobs"
+    hook_name = "BigQuery Jobs"
+
+    def __init__(
+        self,
+        gcp_conn_id: str = default_conn_name,
+        *,
+        project_id: str | None = None,
+        location: str | None = None,
+        request_timeout: float = 60.0,
+        retry_deadline: float = 600.0,
+        connection: Any = _DEFAULT,
+    ) -> None:
+        super().__init__()
+        self.gcp_conn_id = gcp_conn_id
+        self._project_id = validate_project_id(project_id)
+        self._location = validate_location(location)
+        self.request_timeout = request_timeout
+        self.retry_deadline = retry_deadline
+        self._connection = connection
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @cached_property
+    def extras(self) -> dict[str, Any]:
+        """The connection's extras without legacy prefixes; ``{}`` (ADC) when there is no connection."""
+        conn = self._connection
+        if conn is _DEFAULT:
+            try:
+                conn = self.get_connection(self.gcp_conn_id)
+            except AirflowNotFoundException:
+                self.log.info("No connection %r: using Application Default Credentials.", self.gcp_conn_id)
+                conn = None
+        return normalize_extras(conn.extra_dejson if conn is not None else {})
+
+    @cached_property
+    def client(self) -> Client:
+        from google.api_core.client_info import ClientInfo
+        from google.cloud import bigquery
+
+        from airflow_bqjobs import __version__
+
+        settings = client_settings(self.extras)
+        project = self._project_id or settings.project_id
+        if not project:
+            raise InvalidJobInput(
+                "project_id",
+                f"no project: pass project_id, set the 'project' extra of connection {self.gcp_conn_id!r},"
+                " or use credentials that name one",
+            )
+        return bigquery.Client(
+            project=project,
+            credentials=settings.credentials,
+            location=self.location,
+            client_options={"api_endpoint": settings.api_endpoint} if settings.api_endpoint else None,
+            client_info=ClientInfo(user_agent=f"{USER_AGENT}/{__version__}"),
+        )
+
+    @property
+    def project_id(self) -> str:
+        return self._project_id or self.client.project
+
+    @property
+    def location(self) -> str | None:
+        return self._location or validate_location(self.extras.get("location"), "location extra")
+
+    @cached_property
+    def retry(self):
+        """Jittered exponential backoff on transient errors, bounded by ``retry_deadline``."""
+        from google.api_core.retry import Retry
+
+        return Retry(predicate=is_transient, initial=1.0, maximum=32.0, multiplier=2.0, timeout=self.retry_deadline)
+
+    def resolve(self, ref: JobRef) -> JobRef:
+        """Fill the reference's missing project and location from the hook."""
+        return ref.with_defaults(self.project_id, self.location)
+
+    def _call(self, func, retry, *args, **kwargs):
+        retry = self.retry if retry is _DEFAULT else retry
+        kwargs.setdefault("timeout", self.request_timeout)
+        return retry(func)(*args, **kwargs) if retry is not None else func(*args, **kwargs)
+
+    # -- jobs API --------------------------------------------------------------------------------
+
+    def get_job(self, ref: JobRef, *, retry: Any = _DEFAULT) -> dict | None:
+        """The job resource, or ``None`` if BigQuery has no such job (in that location)."""
+        from google.api_core.exceptions import NotFound
+
+        ref = self.resolve(ref)
+        try:
+            job = self._call(
+                self.client.get_job, retry, ref.job_id, project=ref.project_id, location=ref.location, retry=None
+            )
+        except NotFound:
+            return None
+        return job.to_api_repr()
+
+    def insert_job(self, ref: JobRef, configuration: dict, *, retry: Any = _DEFAULT) -> dict:
+        """``jobs.insert`` under ``ref``; raises :class:`JobAlreadyExists` on 409.
+
+        A request whose outcome is unknown (timeout, reset, 5xx) is retried under the same ID: either it
+        inserts now, or the 409 proves the earlier try did and the caller reads that job.
+        """
+        from google.api_core.exceptions import Conflict
+
+        ref = self.resolve(ref)
+        body = {"jobReference": ref.to_api(), "configuration": configuration}
+        try:
+            return self._call(
+                self.client._connection.api_request,
+                retry,
+                method="POST",
+                path=f"/projects/{ref.project_id}/jobs",
+                data=body,
+            )
+        except Conflict as exc:
+            raise JobAlreadyExists(exc.message) from None
+
+    def cancel_job(self, ref: JobRef, *, retry: Any = _DEFAULT) -> dict:
+        """Request cancellation; returns the job as BigQuery reports it right after (often still RUNNING)."""
+        ref = self.resolve(ref)
+        job = self._call(
+            self.client.cancel_job, retry, ref.job_id, project=ref.project_id, location=ref.location, retry=None
+        )
+        return job.to_api_repr()
+
+    def delete_job_metadata(self, ref: JobRef, *, not_found_ok: bool = False, retry: Any = _DEFAULT) -> None:
+        """``jobs.delete``: remove a DONE job's metadata (and its children's). Never stops a job."""
+        ref = self.resolve(ref)
+        self._call(
+            self.client.delete_job_metadata,
+            retry,
+            ref.job_id,
+            project=ref.project_id,
+            location=ref.location,
+            not_found_ok=not_found_ok,
+            retry=None,
+        )
+
+    def list_jobs(
+        self,
+        *,
+        project_id: str | None = None,
+        all_users: bool = False,
+        state_filter: str | None = None,
+        min_creation_time: datetime | None = None,
+        max_creation_time: datetime | None = None,
+        max_results: int | None = None,
+        parent_job_id: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict]:
+        """Job resources, newest first, paging through ``jobs.list`` lazily."""
+        iterator = self.client.list_jobs(
+            project=project_id or self.project_id,
+            all_users=all_users,
+            state_filter=state_filter,
+            min_creation_time=min_creation_time,
+            max_creation_time=max_creation_time,
+            max_results=max_results,
+            parent_job=parent_job_id,
+            page_size=page_size,
+            retry=self.retry,
+            timeout=self.request_timeout,
+        )
+        for job in iterator:
+            yield job.to_api_repr()

@@ -1,0 +1,155 @@
+"""What every operator that waits for a job shares: sync polling or deferral, resume, finish, kill.
+
+Sync mode polls ``jobs.get`` in the worker with a growing interval; deferrable mode hands the job to
+:class:`BigQueryJobTrigger`. Either way the job is re-read before deciding success, so a result is
+never taken from a stale event. Cancel-on-kill: sync ``on_kill`` (also called by Airflow on
+``execution_timeout``) cancels the job; in deferrable mode the trigger cancels at its deadline and on
+``on_kill`` (Airflow 3.3+).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_bqjobs._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
+from airflow_bqjobs.core.decision import error_result, job_state
+from airflow_bqjobs.core.errors import JobFailed
+from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
+from airflow_bqjobs.core.summary import summarize_job
+from airflow_bqjobs.triggers import job as job_trigger
+
+SUMMARY_XCOM_KEY = "job_summary"
+# How long after our own deadline Airflow's trigger timeout fires: only if our trigger could not act.
+_DEFER_TIMEOUT_GRACE = timedelta(minutes=2)
+
+
+class JobWaitingOperator(BaseOperator):
+    """Base of the operators that follow one BigQuery job to DONE."""
+
+    def __init__(
+        self,
+        *,
+        gcp_conn_id: str = "google_cloud_default",
+        project_id: str | None = None,
+        location: str | None = None,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        cancel_on_kill: bool = True,
+        request_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gcp_conn_id = gcp_conn_id
+        self.project_id = project_id
+        self.location = location
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = validate_interval(poll_interval, "poll_interval")
+        self.request_timeout = validate_interval(request_timeout, "request_timeout")
+        self.cancel_on_kill = cancel_on_kill
+        self._waiting_on: JobRef | None = None
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def make_hook(self):
+        from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+
+        return BigQueryJobsHook(
+            self.gcp_conn_id,
+            project_id=validate_project_id(self.project_id),
+            location=validate_location(self.location),
+            request_timeout=self.request_timeout,
+        )
+
+    # -- waiting ---------------------------------------------------------------------------------
+
+    def wait_for_job(self, context: Context, hook, ref: JobRef, job: dict) -> Any:
+        """Follow ``job`` (under ``ref``) to DONE, here or in the triggerer, then :meth:`on_job_done`."""
+        if job_state(job) == "DONE":
+            return self.on_job_done(context, job)
+        if self.deferrable:
+            deadline = self._deadline(context)
+            self.defer(
+                trigger=job_trigger.BigQueryJobTrigger(
+                    job=ref.to_api(),
+                    gcp_conn_id=self.gcp_conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline.timestamp() if deadline else None,
+                    cancel_on_kill=self.cancel_on_kill,
+                    request_timeout=self.request_timeout,
+                ),
+                method_name="execute_complete",
+                timeout=(deadline - _now() + _DEFER_TIMEOUT_GRACE) if deadline else None,
+            )
+        return self.on_job_done(context, self._poll_until_done(hook, ref))
+
+    def _poll_until_done(self, hook, ref: JobRef) -> dict:
+        self._waiting_on = ref
+        try:
+            for interval in poll_intervals(self.poll_interval):
+                job = hook.get_job(ref)
+                if job is None:
+                    raise AirflowException(f"Job {ref} disappeared while waiting (its metadata was deleted?)")
+                if job_state(job) == "DONE":
+                    return job
+                self.log.info("Job %s is %s; next check in %.1f s", ref, job_state(job), interval)
+                time.sleep(interval)
+        finally:
+            self._waiting_on = None
+        raise AssertionError("unreachable")
+
+    def execute_complete(self, context: Context, event: dict) -> Any:
+        """Resume after the trigger fired: re-read the job, never trust the event alone."""
+        ref = job_trigger.job_ref_of(event)
+        status = event.get("status")
+        if status == job_trigger.TIMEOUT:
+            raise AirflowException(f"{event.get('message')}. Task timed out.")
+        if status == job_trigger.ERROR:
+            raise AirflowException(event.get("message") or f"Waiting for job {ref} failed")
+        hook = self.make_hook()
+        job = hook.get_job(ref)
+        if job is None:
+            raise AirflowException(f"Job {ref} finished but can no longer be read")
+        if job_state(job) != "DONE":  # cannot happen with BigQuery; stay safe and wait again
+            return self.wait_for_job(context, hook, ref, job)
+        return self.on_job_done(context, job)
+
+    def _deadline(self, context: Context) -> datetime | None:
+        """When this try must end: start + execution_timeout, if the task has one."""
+        if not self.execution_timeout:
+            return None
+        start = getattr(context.get("ti"), "start_date", None) or _now()
+        return start + self.execution_timeout
+
+    # -- finishing -------------------------------------------------------------------------------
+
+    def on_job_done(self, context: Context, job: dict) -> Any:
+        """Push the summary, warn on non-fatal errors, fail on ``errorResult``; return the reference."""
+        summary = summarize_job(job)
+        context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+        ref = JobRef(summary["job_id"], summary["project_id"], summary["location"])
+        err = error_result(job)
+        for problem in summary["errors"]:
+            if problem != err:
+                self.log.warning("Job %s reported a non-fatal error: %s", ref, problem)
+        if err:
+            raise JobFailed(ref.full_id, err)
+        self.log.info("Job %s succeeded: %s", ref, summary["statistics"])
+        return ref.to_api()
+
+    def on_kill(self) -> None:
+        """Sync mode (also on ``execution_timeout``): cancel the job this worker was waiting on."""
+        ref = self._waiting_on
+        if ref is None or not self.cancel_on_kill:
+            return
+        try:
+            job = self.make_hook().cancel_job(ref)
+            self.log.info("Requested cancellation of job %s (task killed); state %s", ref, job_state(job))
+        except Exception:
+            self.log.exception("Could not cancel job %s; it may still be running", ref)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

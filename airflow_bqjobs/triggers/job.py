@@ -1,0 +1,136 @@
+"""Waits for a BigQuery job in the triggerer, so no worker slot is held while BigQuery works.
+
+Serialised kwargs hold only a connection id, a job reference and numbers: never credentials (they
+are stored in the metadata DB). One hook, hence one HTTP client, serves the whole wait; each
+``jobs.get`` runs in a thread with a request timeout, and transient errors only delay the next poll.
+
+Cancellation: the trigger cancels its job when the wait passes its ``deadline`` (the task's execution
+or deferral timeout: Airflow does not call ``on_kill`` on a trigger timeout) and, on Airflow 3.3+,
+when a user marks the task failed/success or clears it (``on_kill``). A triggerer restart rebuilds the
+trigger from its kwargs and simply keeps waiting: nothing is cancelled in ``cleanup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from airflow_bqjobs._compat import BaseTrigger, TriggerEvent, aget_connection
+from airflow_bqjobs.core.backoff import backoff_delays, poll_intervals
+from airflow_bqjobs.core.decision import error_result, job_state
+from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
+from airflow_bqjobs.core.transient import is_transient
+
+# Event statuses, read by the operators' execute_complete.
+DONE = "done"
+ERROR = "error"
+TIMEOUT = "timeout"
+
+
+class BigQueryJobTrigger(BaseTrigger):
+    """Fires once the job is DONE (or its deadline passed, or it cannot be read)."""
+
+    def __init__(
+        self,
+        job: dict | str,
+        gcp_conn_id: str = "google_cloud_default",
+        poll_interval: float = 10.0,
+        deadline: float | None = None,
+        cancel_on_kill: bool = True,
+        request_timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.ref = parse_job_ref(job, field="job")
+        self.gcp_conn_id = gcp_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+        self.cancel_on_kill = cancel_on_kill
+        self.request_timeout = float(request_timeout)
+        self._hook = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job": self.ref.to_api(),
+                "gcp_conn_id": self.gcp_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "cancel_on_kill": self.cancel_on_kill,
+                "request_timeout": self.request_timeout,
+            },
+        )
+
+    async def hook(self):
+        if self._hook is None:
+            from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+
+            connection = await aget_connection(self.gcp_conn_id)
+            self._hook = BigQueryJobsHook(
+                self.gcp_conn_id,
+                project_id=self.ref.project_id,
+                location=self.ref.location,
+                request_timeout=self.request_timeout,
+                connection=connection,
+            )
+        return self._hook
+
+    def _event(self, status: str, **fields: Any) -> TriggerEvent:
+        return TriggerEvent({"status": status, "job": self.ref.to_api(), **fields})
+
+    def _seconds_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = await self.hook()
+        polls = poll_intervals(self.poll_interval)
+        backoff = None
+        while True:
+            left = self._seconds_left()
+            if left is not None and left <= 0:
+                yield await self._time_out(hook)
+                return
+            try:
+                job = await asyncio.to_thread(hook.get_job, self.ref, retry=None)
+            except Exception as exc:
+                if not is_transient(exc):
+                    yield self._event(ERROR, message=f"Cannot read job {self.ref}: {exc}")
+                    return
+                backoff = backoff or backoff_delays(maximum=max(self.poll_interval, 1.0))
+                delay = next(backoff)
+                self.log.warning("Transient error reading job %s (%s); retrying in %.1f s", self.ref, exc, delay)
+            else:
+                backoff = None
+                if job is None:
+                    yield self._event(ERROR, message=f"Job {self.ref} was not found (metadata deleted, or wrong location?)")
+                    return
+                if job_state(job) == "DONE":
+                    yield self._event(DONE, error_result=error_result(job))
+                    return
+                delay = next(polls)
+            left = self._seconds_left()
+            await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
+
+    async def _time_out(self, hook) -> TriggerEvent:
+        message = f"Deadline passed while waiting for job {self.ref}"
+        if self.cancel_on_kill:
+            await self._cancel(hook, "deadline passed")
+            message += "; cancellation requested"
+        return self._event(TIMEOUT, message=message)
+
+    async def _cancel(self, hook, why: str) -> None:
+        try:
+            job = await asyncio.to_thread(hook.cancel_job, self.ref)
+            self.log.info("Requested cancellation of job %s (%s); state %s", self.ref, why, job_state(job))
+        except Exception:
+            self.log.exception("Could not cancel job %s (%s); it may still be running", self.ref, why)
+
+    async def on_kill(self) -> None:
+        """Airflow 3.3+: the user marked the task failed/success or cleared it. Not called on restarts."""
+        if self.cancel_on_kill:
+            await self._cancel(await self.hook(), "task killed")
+
+
+def job_ref_of(event: dict) -> JobRef:
+    return parse_job_ref(event["job"], field="event.job")

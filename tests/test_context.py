@@ -1,0 +1,41 @@
+"""Retry vs clear, using the counters Airflow really moves (see airflow_bqjobs.context)."""
+
+from types import SimpleNamespace
+
+from airflow_bqjobs.context import run_identity
+
+
+def ctx(try_number=1, max_tries=2, retries=2, clear_number=0, map_index=-1):
+    task = SimpleNamespace(retries=retries)
+    ti = SimpleNamespace(dag_id="d", task_id="t", map_index=map_index, try_number=try_number, max_tries=max_tries, task=task)
+    return {"ti": ti, "task": task, "run_id": "r", "dag_run": SimpleNamespace(clear_number=clear_number)}
+
+
+def test_retries_keep_the_identity():
+    first = run_identity(ctx(try_number=1))
+    assert first.rerun_key is None
+    assert run_identity(ctx(try_number=2)) == first
+    assert run_identity(ctx(try_number=3)) == first
+
+
+def test_task_clear_changes_it_and_its_retries_keep_the_new_one():
+    first = run_identity(ctx(try_number=1))
+    # Airflow on clear after try 3: max_tries = try_number + retries
+    cleared = run_identity(ctx(try_number=4, max_tries=3 + 2))
+    assert cleared != first
+    assert run_identity(ctx(try_number=5, max_tries=3 + 2)) == cleared
+
+
+def test_dag_run_clear_changes_it():
+    assert run_identity(ctx(clear_number=1, max_tries=1 + 2)) != run_identity(ctx())
+    assert run_identity(ctx(clear_number=1)) != run_identity(ctx())
+
+
+def test_reattach_on_clear_ignores_clears_and_keeps_first_run_id():
+    first = run_identity(ctx(), reattach_on_clear=True)
+    assert run_identity(ctx(try_number=4, max_tries=5, clear_number=2), reattach_on_clear=True) == first
+    assert first == run_identity(ctx())
+
+
+def test_map_index():
+    assert run_identity(ctx(map_index=3)).map_index == 3
