@@ -8,9 +8,8 @@ exponential backoff; callers that run their own retry loop (the trigger) pass ``
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from airflow_bqjobs._compat import AirflowNotFoundException, BaseHook
 from airflow_bqjobs.core.errors import InvalidJobInput, JobAlreadyExists
@@ -107,10 +106,22 @@ class BigQueryJobsHook(BaseHook):
         """Fill the reference's missing project and location from the hook."""
         return ref.with_defaults(self.project_id, self.location)
 
-    def _call(self, func, retry, *args, **kwargs):
+    def _request(self, method: str, path: str, *, retry: Any = _DEFAULT, params: dict | None = None, data: Any = None):
+        """One REST call through the client's authorised session: raw resources, our retry rule.
+
+        The client's job objects are not used: their ``to_api_repr()`` drops ``status`` and
+        ``statistics`` for query jobs, and we want BigQuery's resource exactly as sent.
+        """
         retry = self.retry if retry is _DEFAULT else retry
-        kwargs.setdefault("timeout", self.request_timeout)
-        return retry(func)(*args, **kwargs) if retry is not None else func(*args, **kwargs)
+        call = self.client._connection.api_request
+        if retry is not None:
+            call = retry(call)
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        return call(method=method, path=path, query_params=query, data=data, timeout=self.request_timeout)
+
+    @staticmethod
+    def _job_path(ref: JobRef, suffix: str = "") -> str:
+        return f"/projects/{ref.project_id}/jobs/{ref.job_id}{suffix}"
 
     # -- jobs API --------------------------------------------------------------------------------
 
@@ -120,12 +131,9 @@ class BigQueryJobsHook(BaseHook):
 
         ref = self.resolve(ref)
         try:
-            job = self._call(
-                self.client.get_job, retry, ref.job_id, project=ref.project_id, location=ref.location, retry=None
-            )
+            return self._request("GET", self._job_path(ref), retry=retry, params={"location": ref.location})
         except NotFound:
             return None
-        return job.to_api_repr()
 
     def insert_job(self, ref: JobRef, configuration: dict, *, retry: Any = _DEFAULT) -> dict:
         """``jobs.insert`` under ``ref``; raises :class:`JobAlreadyExists` on 409.
@@ -138,61 +146,53 @@ class BigQueryJobsHook(BaseHook):
         ref = self.resolve(ref)
         body = {"jobReference": ref.to_api(), "configuration": configuration}
         try:
-            return self._call(
-                self.client._connection.api_request,
-                retry,
-                method="POST",
-                path=f"/projects/{ref.project_id}/jobs",
-                data=body,
-            )
+            return self._request("POST", f"/projects/{ref.project_id}/jobs", retry=retry, data=body)
         except Conflict as exc:
             raise JobAlreadyExists(exc.message) from None
 
     def cancel_job(self, ref: JobRef, *, retry: Any = _DEFAULT) -> dict:
-        """Request cancellation; returns the job as BigQuery reports it right after (often still RUNNING)."""
+        """Request cancellation; returns the job as BigQuery reports it right after (often not DONE yet)."""
         ref = self.resolve(ref)
-        job = self._call(
-            self.client.cancel_job, retry, ref.job_id, project=ref.project_id, location=ref.location, retry=None
-        )
-        return job.to_api_repr()
+        response = self._request("POST", self._job_path(ref, "/cancel"), retry=retry, params={"location": ref.location})
+        return response["job"]
 
-    def delete_job_metadata(self, ref: JobRef, *, not_found_ok: bool = False, retry: Any = _DEFAULT) -> None:
+    def delete_job_metadata(self, ref: JobRef, *, retry: Any = _DEFAULT) -> None:
         """``jobs.delete``: remove a DONE job's metadata (and its children's). Never stops a job."""
         ref = self.resolve(ref)
-        self._call(
-            self.client.delete_job_metadata,
-            retry,
-            ref.job_id,
-            project=ref.project_id,
-            location=ref.location,
-            not_found_ok=not_found_ok,
-            retry=None,
-        )
+        self._request("DELETE", self._job_path(ref, "/delete"), retry=retry, params={"location": ref.location})
 
     def list_jobs(
         self,
         *,
         project_id: str | None = None,
         all_users: bool = False,
-        state_filter: str | None = None,
-        min_creation_time: datetime | None = None,
-        max_creation_time: datetime | None = None,
+        state_filter: Sequence[str] = (),
+        min_creation_time_ms: int | None = None,
+        max_creation_time_ms: int | None = None,
         max_results: int | None = None,
         parent_job_id: str | None = None,
-        page_size: int | None = None,
+        projection: str = "full",
+        page_size: int = 1000,
     ) -> Iterator[dict]:
-        """Job resources, newest first, paging through ``jobs.list`` lazily."""
-        iterator = self.client.list_jobs(
-            project=project_id or self.project_id,
-            all_users=all_users,
-            state_filter=state_filter,
-            min_creation_time=min_creation_time,
-            max_creation_time=max_creation_time,
-            max_results=max_results,
-            parent_job=parent_job_id,
-            page_size=page_size,
-            retry=self.retry,
-            timeout=self.request_timeout,
-        )
-        for job in iterator:
-            yield job.to_api_repr()
+        """Job list entries, newest first, paging through ``jobs.list`` lazily up to ``max_results``."""
+        params = {
+            "allUsers": all_users or None,
+            "stateFilter": list(state_filter) or None,
+            "minCreationTime": min_creation_time_ms,
+            "maxCreationTime": max_creation_time_ms,
+            "parentJobId": parent_job_id,
+            "projection": projection,
+        }
+        path = f"/projects/{project_id or self.project_id}/jobs"
+        remaining = max_results
+        token = None
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page = self._request("GET", path, params={**params, "maxResults": size, "pageToken": token})
+            for job in page.get("jobs", [])[: remaining if remaining is not None else None]:
+                yield job
+                if remaining is not None:
+                    remaining -= 1
+            token = page.get("nextPageToken")
+            if not token:
+                return

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the test suite in the locked dev venv:  bash scripts/test.sh [pytest args...]
+#
+# Creates .venv if missing, syncs it to requirements/lock-py311.txt plus the project (editable),
+# then runs `python -m pytest "$@"` (no arguments: the whole suite, testpaths in pyproject.toml).
+# Exit code: pytest's, except that "no tests collected" (pytest's 5) is a failure too (1).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/_venv.sh
+source scripts/_venv.sh
+
+start=$(date +%s.%N)
+elapsed() { awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
+
+ensure_venv
+echo "[test] venv ready in $(elapsed) s ($("$VENV_DIR/bin/python" -V))" >&2
+
+rc=0
+"$VENV_DIR/bin/python" -m pytest "$@" || rc=$?
+
+if [[ $rc -eq 5 ]]; then
+    echo "[test] FAILED: pytest collected no tests (exit 5); a run that tests nothing is not green" >&2
+    rc=1
+fi
+echo "[test] exit $rc; total $(elapsed) s" >&2
+exit "$rc"
