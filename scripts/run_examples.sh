@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the example DAGs end to end against a local BigQuery emulator (no Google account needed):
 #
-#   bash scripts/run_examples.sh [run_examples.py args, e.g. --dag-id ID --expect-no-new-jobs]
+#   bash scripts/run_examples.sh [run_examples.py args, e.g. --dag-id ID]; a second pass that creates any job fails the run
 #
 # 1. the dev venv (.venv), exactly as scripts/test.sh makes it (scripts/_venv.sh);
 # 2. the emulator venv (.emulator-venv, Python 3.13): local-bigquery and DuckDB, with the DuckDB
@@ -205,10 +205,10 @@ if [[ $migrate_rc -ne 0 ]]; then
 fi
 log "airflow db migrated"
 
-log "python scripts/run_examples.py $*"
+log "python scripts/run_examples.py --expect-no-new-jobs $*"
 rc=0
 # In the background and waited for, so that a TERM/INT to this script is handled at once.
-"$VENV_DIR/bin/python" scripts/run_examples.py "$@" &
+"$VENV_DIR/bin/python" scripts/run_examples.py --expect-no-new-jobs "$@" &
 RUNNER_PID=$!
 wait "$RUNNER_PID" || rc=$?
 RUNNER_PID=""

@@ -1,0 +1,71 @@
+"""BigQueryJobTrigger over real HTTP: transient errors only delay it; permanent ones end it with an error event."""
+
+import pytest
+
+from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+from airflow_bqjobs.triggers.job import BigQueryJobTrigger
+from tests.airflow_context import first_event, rebuild_trigger
+
+QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
+
+
+@pytest.fixture
+def hook(fake_bq, monkeypatch):
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
+    return BigQueryJobsHook("no_such_conn", project_id="test-project")
+
+
+def trigger_for(ref: dict, **kw):
+    kw.setdefault("poll_interval", 0.05)
+    return BigQueryJobTrigger(job=ref, gcp_conn_id="no_such_conn", **kw)
+
+
+def test_waits_until_done_and_reports_the_error_result(fake_bq, hook):
+    fake_bq.add_rule(running_s=0.5, error={"reason": "invalid", "message": "bad"})
+    ref = hook.insert_job(JobRef("j1"), QUERY)["jobReference"]
+    event = first_event(trigger_for(ref))
+    assert event == {"status": "done", "job": ref, "error_result": {"reason": "invalid", "message": "bad"}}
+    assert len(fake_bq.calls_for("get")) >= 2
+
+
+def test_transient_errors_never_fail_the_wait(fake_bq, hook):
+    fake_bq.add_rule(running_s=0.3)
+    ref = hook.insert_job(JobRef("j2"), QUERY)["jobReference"]
+    for kind in ("429", "500", "503", "reset_before", "403"):
+        fake_bq.inject(kind, "get", count=1)
+    event = first_event(trigger_for(ref, poll_interval=0.5))
+    assert event["status"] == "done" and event["error_result"] is None
+    assert sum(fake_bq.fault_counts.get(f"get:{k}", 0) for k in ("429", "500", "503", "reset_before", "403")) == 5
+
+
+def test_request_timeouts_are_transient(fake_bq, hook):
+    ref = hook.insert_job(JobRef("j3"), QUERY)["jobReference"]
+    fake_bq.inject("delay", "get", count=1, delay_s=1.0)
+    event = first_event(trigger_for(ref, request_timeout=0.2, poll_interval=0.2))
+    assert event["status"] == "done"
+
+
+def test_missing_job_and_permanent_errors_end_with_an_error_event(fake_bq, hook):
+    event = first_event(trigger_for({"projectId": "test-project", "jobId": "never_inserted"}))
+    assert event["status"] == "error" and "not found" in event["message"]
+
+
+def test_rebuilt_from_serialised_kwargs_holds_no_credentials(fake_bq, hook):
+    fake_bq.add_rule(running_s=0.3)
+    ref = hook.insert_job(JobRef("j4", location="US"), QUERY)["jobReference"]
+    trigger = trigger_for(ref, deadline=None)
+    _, kwargs = trigger.serialize()
+    assert kwargs["job"] == {"projectId": "test-project", "location": "US", "jobId": "j4"}
+    assert not {"credentials", "keyfile_dict", "key_path", "token"} & set(kwargs)
+    assert first_event(rebuild_trigger(trigger))["status"] == "done"
+
+
+def test_one_client_for_the_whole_wait(fake_bq, hook, mocker):
+    fake_bq.add_rule(running_s=0.4)
+    ref = hook.insert_job(JobRef("j5"), QUERY)["jobReference"]
+    from google.cloud import bigquery
+
+    made = mocker.spy(bigquery, "Client")
+    first_event(trigger_for(ref))
+    assert made.call_count == 1 and len(fake_bq.calls_for("get")) >= 3
