@@ -1,0 +1,173 @@
+"""Wait for a BigQuery job this DAG did not start (another team's, a ``bq`` job) to be DONE.
+
+The sensor only reads the job: it never cancels it, not on kill, not on timeout. In deferrable mode
+the wait runs in :class:`BigQueryJobTrigger` with ``cancel_on_kill=False`` and the sensor's timeout
+as the trigger's deadline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import Any, Sequence
+
+from airflow_bqjobs._compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+    default_deferrable,
+)
+from airflow_bqjobs.core.backoff import validate_interval
+from airflow_bqjobs.core.decision import error_result, job_state
+from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
+from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, validate_location, validate_project_id
+from airflow_bqjobs.core.job_refs import parse_job_refs
+from airflow_bqjobs.core.summary import summarize_job
+from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY
+from airflow_bqjobs.triggers import job as job_trigger
+
+# Airflow's own deferral timeout fires this long after the trigger's deadline: only as a backstop.
+_DEFER_TIMEOUT_GRACE = timedelta(minutes=2)
+
+
+class BigQueryJobSensor(BaseSensorOperator):
+    """Succeed when the job is DONE without ``errorResult``; fail if it failed (unless ``fail_on_error=False``).
+
+    Returns the job reference (``projectId``, ``location``, ``jobId``) and pushes the job summary
+    under the XCom key ``job_summary``. ``timeout``, ``soft_fail`` (skip instead of failing, on a
+    timeout or a failed job), ``mode`` and ``poke_interval`` behave as for any Airflow sensor. A job
+    that does not exist fails the sensor at once: it is meant for jobs that exist already.
+
+    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id`` or a jobReference dict. Templated.
+    :param fail_on_error: fail when the job ends with an ``errorResult`` (including a cancelled job).
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param poke_interval: seconds between checks; in deferrable mode the longest pause (checks start at 1 s).
+    """
+
+    template_fields: Sequence[str] = ("job_id", "project_id", "location")
+    ui_color = "#f0eee4"
+
+    def __init__(
+        self,
+        *,
+        job_id: Any,
+        gcp_conn_id: str = "google_cloud_default",
+        project_id: str | None = None,
+        location: str | None = None,
+        fail_on_error: bool = True,
+        deferrable: bool | None = None,
+        poke_interval: float = 10.0,
+        request_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.job_id = job_id
+        self.gcp_conn_id = gcp_conn_id
+        self.project_id = project_id
+        self.location = location
+        self.fail_on_error = fail_on_error
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.request_timeout = validate_interval(request_timeout, "request_timeout")
+
+    @cached_property
+    def hook(self):
+        """One hook (one HTTP client) for every poke of this try."""
+        from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+
+        return BigQueryJobsHook(
+            self.gcp_conn_id,
+            project_id=validate_project_id(self.project_id),
+            location=validate_location(self.location),
+            request_timeout=self.request_timeout,
+        )
+
+    def job_ref(self, hook) -> JobRef:
+        refs = parse_job_refs(self.job_id, project_id=self.project_id, location=self.location)
+        if len(refs) != 1:
+            raise InvalidJobInput("job_id", f"names {len(refs)} jobs; a sensor waits for one (map it with .expand())")
+        return hook.resolve(refs[0])
+
+    def _read(self, hook, ref: JobRef) -> dict:
+        job = hook.get_job(ref)
+        if job is None:
+            raise AirflowException(f"Job {ref} does not exist (wrong ID, project or location?)")
+        return job
+
+    # -- poke / reschedule mode ------------------------------------------------------------------
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        hook = self.hook
+        ref = self.job_ref(hook)
+        job = self._read(hook, ref)
+        if job_state(job) != "DONE":
+            self.log.info("Job %s is %s.", ref, job_state(job))
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, ref, job))
+
+    # -- deferrable mode -------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        hook = self.hook
+        ref = self.job_ref(hook)
+        job = self._read(hook, ref)
+        if job_state(job) == "DONE":
+            return self._finish(context, ref, job)
+        start = getattr(context.get("ti"), "start_date", None) or _now()
+        deadline = start + timedelta(seconds=self.timeout)
+        self.log.info("Job %s is %s; waiting in the triggerer until %s.", ref, job_state(job), deadline.isoformat())
+        self.defer(
+            trigger=job_trigger.BigQueryJobTrigger(
+                job=ref.to_api(),
+                gcp_conn_id=self.gcp_conn_id,
+                poll_interval=self.poke_interval,
+                deadline=deadline.timestamp(),
+                cancel_on_kill=False,  # never someone else's job
+                request_timeout=self.request_timeout,
+            ),
+            method_name="execute_complete",
+            timeout=max(deadline - _now(), timedelta(0)) + _DEFER_TIMEOUT_GRACE,
+        )
+
+    def execute_complete(self, context: Context, event: dict) -> Any:
+        ref = job_trigger.job_ref_of(event)
+        status = event.get("status")
+        if status == job_trigger.TIMEOUT:
+            self._give_up(AirflowSensorTimeout(f"{event.get('message')}: sensor timeout of {self.timeout:g} s reached"))
+        if status == job_trigger.ERROR:
+            raise AirflowException(event.get("message") or f"Waiting for job {ref} failed")
+        hook = self.hook
+        job = self._read(hook, ref)
+        if job_state(job) != "DONE":  # cannot happen with BigQuery: the event said DONE
+            raise AirflowException(f"Job {ref} is {job_state(job)} although its trigger reported it DONE")
+        return self._finish(context, ref, job)
+
+    # -- both ------------------------------------------------------------------------------------
+
+    def _finish(self, context: Context, ref: JobRef, job: dict) -> dict:
+        summary = summarize_job(job)
+        context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+        err = error_result(job)
+        if err and self.fail_on_error:
+            failed = JobFailed(ref.full_id, err)
+            self._give_up(AirflowFailException(str(failed)), cause=failed)
+        if err:
+            self.log.warning("Job %s ended with an error (fail_on_error=False): %s", ref, err)
+        else:
+            self.log.info("Job %s is DONE.", ref)
+        return parse_job_ref(job.get("jobReference") or ref.to_api()).to_api()
+
+    def _give_up(self, exc: Exception, cause: Exception | None = None) -> None:
+        """Fail with ``exc``, or skip under ``soft_fail`` / ``never_fail``, on every path and Airflow version."""
+        if self.soft_fail or getattr(self, "never_fail", False):
+            raise AirflowSkipException(f"{exc} (skipped: soft_fail)") from (cause or exc)
+        raise exc from cause
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
