@@ -1,0 +1,221 @@
+"""Runs the real operator lifecycle the way Airflow's task runner, triggerer and scheduler do.
+
+One *attempt* (try) is: build the context, render templates, ``execute``; on ``TaskDeferred`` store the
+trigger as the runner does (``serialize()`` through serde), rebuild it from the classpath and kwargs as
+the triggerer does and run it to its first event, then resume ``execute_complete`` on a fresh operator
+(a new worker process) with the event round-tripped through serde; push ``return_value``.
+
+A *task run* is the scheduler's retry loop around attempts: any failure or kill with
+``try_number <= max_tries`` schedules the next try (``try_number + 1``, ``max_tries`` unchanged), and
+each new try starts with the task instance's XComs cleared. A *zombie* try is one whose worker lost its
+heartbeat: Airflow schedules the next try at once while the old worker keeps running concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Mapping
+
+from airflow.sdk._shared.module_loading import import_string
+from airflow.sdk.bases.operator import ExecutorSafeguard
+from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.serde import deserialize, serialize
+
+from tests.reliability.crash_points import AttemptKilled, Point, Probe, TriggererLost, instrument_hook
+from tests.reliability.task_context import TaskInstanceKey, XComStore, build_context
+
+SUCCESS, FAILED, KILLED = "success", "failed", "killed"
+
+
+class TriggerTimedOut(Exception):
+    """The trigger gave no event in time (Airflow fails the task with a deferral timeout)."""
+
+
+@dataclass(frozen=True)
+class TaskInstanceSpec:
+    """One task instance and how to build its operator (a fresh instance per process, as in Airflow)."""
+
+    key: TaskInstanceKey
+    make_operator: Callable[[], Any]
+    clear_number: int = 0
+
+
+@dataclass
+class Attempt:
+    try_number: int
+    outcome: str  # SUCCESS, FAILED or KILLED
+    killed_at: Point | None = None
+    error: BaseException | None = None
+    result: Any = None
+    deferrals: int = 0
+    triggerer_restarts: int = 0
+    reached: list[Point] = field(default_factory=list)
+    zombie: bool = False
+    trigger_kwargs: list[Any] = field(default_factory=list)  # as stored for the triggerer (serde-encoded)
+
+
+@dataclass
+class TaskRun:
+    key: TaskInstanceKey
+    state: str  # SUCCESS or FAILED
+    attempts: list[Attempt]
+    result: Any
+    xcom: dict[str, Any]
+    finished_at: float  # epoch seconds when the last try (zombies included) was over
+
+    @property
+    def final(self) -> Attempt:
+        return [a for a in self.attempts if not a.zombie][-1]
+
+
+@dataclass(frozen=True)
+class _Deferral:
+    classpath: str
+    trigger_kwargs: Any  # serde-encoded, as stored in the trigger table
+    method_name: str
+    next_kwargs: Any
+
+
+def _run_in_task_runner(operator, func: Callable[[], Any]) -> Any:
+    """Call ``func`` as the task runner calls execute: inside the ExecutorSafeguard's context."""
+    ctx = contextvars.copy_context()
+    ctx.run(ExecutorSafeguard.tracker.set, operator)
+    return ctx.run(func)
+
+
+def _execute(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Probe,
+             resume: _Deferral | None = None, event: Any = None) -> Any:
+    """One worker process's part of a try: ``execute``, or ``execute_complete`` after a deferral."""
+    operator = spec.make_operator()
+    real_make_hook = operator.make_hook
+    operator.make_hook = lambda: instrument_hook(
+        real_make_hook(), probe, waiting=lambda: getattr(operator, "_waiting_on", None) is not None)
+    context = build_context(spec.key, operator, try_number=try_number, max_tries=operator.retries or 0,
+                            clear_number=spec.clear_number, xcom=xcom, probe=probe)
+    operator.render_template_fields(context)
+    try:
+        if resume is None:
+            return _run_in_task_runner(operator, lambda: operator.execute(context))
+        next_kwargs = deserialize(resume.next_kwargs)
+        next_kwargs["event"] = event
+        return _run_in_task_runner(
+            operator, lambda: operator.resume_execution(resume.method_name, next_kwargs, context))
+    except TaskDeferred as deferred:
+        classpath, trigger_kwargs = deferred.trigger.serialize()
+        return _Deferral(classpath, serialize(trigger_kwargs), deferred.method_name,
+                         serialize(deferred.kwargs or {}))
+
+
+def run_trigger(deferral: _Deferral, probe: Probe, timeout: float) -> Any:
+    """The triggerer: rebuild the trigger from its stored kwargs, run it to its first event.
+
+    If the triggerer dies mid-wait (:class:`TriggererLost`), another one rebuilds the trigger from the
+    same stored kwargs and starts over. Returns the event payload as the resumed task receives it.
+    """
+    trigger_class = import_string(deferral.classpath)
+    while True:
+        trigger = trigger_class(**deserialize(deferral.trigger_kwargs))
+        try:
+            payload = asyncio.run(_first_event(trigger, probe, timeout))
+        except TriggererLost:
+            continue
+        return deserialize(serialize(payload))
+
+
+def first_event_of(trigger, *, timeout: float = 60.0) -> Any:
+    """Store ``trigger`` as the task runner does and run it as the triggerer does: its first event."""
+    classpath, kwargs = trigger.serialize()
+    return run_trigger(_Deferral(classpath, serialize(kwargs), "execute_complete", {}), Probe(), timeout)
+
+
+async def _first_event(trigger, probe: Probe, timeout: float) -> Any:
+    hook = await trigger.hook()
+    instrument_hook(hook, probe, waiting=lambda: True, in_trigger=True)
+
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+        raise TriggerTimedOut(f"trigger {trigger!r} ended without an event")
+
+    try:
+        return await asyncio.wait_for(first(), timeout)
+    except TimeoutError:
+        raise TriggerTimedOut(f"no event from {trigger!r} within {timeout} s") from None
+
+
+def run_attempt(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Probe | None = None, *,
+                trigger_timeout: float = 60.0, zombie: bool = False) -> Attempt:
+    """One try, from the worker picking it up to success, failure or death."""
+    probe = probe or Probe()
+    attempt = Attempt(try_number, SUCCESS, zombie=zombie)
+    try:
+        outcome = _execute(spec, try_number, xcom, probe)
+        while isinstance(outcome, _Deferral):
+            attempt.deferrals += 1
+            attempt.trigger_kwargs.append(outcome.trigger_kwargs)
+            event = run_trigger(outcome, probe, trigger_timeout)
+            probe.reach(Point.AFTER_TRIGGER_FIRED, event)
+            outcome = _execute(spec, try_number, xcom, probe, resume=outcome, event=event)
+        if outcome is not None:
+            xcom.push("return_value", outcome)
+        attempt.result = outcome
+    except AttemptKilled as killed:
+        attempt.outcome, attempt.killed_at, attempt.error = KILLED, killed.point, killed
+    except Exception as exc:
+        attempt.outcome, attempt.error = FAILED, exc
+    attempt.reached = list(probe.reached)
+    attempt.triggerer_restarts = probe.triggerer_restarts
+    return attempt
+
+
+def run_task_instance(spec: TaskInstanceSpec, *, probes: Mapping[int, Probe] | None = None,
+                      zombies: Collection[int] = (), zombie_head_start: float = 0.0,
+                      between_attempts: Callable[[Attempt], None] | None = None,
+                      trigger_timeout: float = 60.0) -> TaskRun:
+    """Airflow's retry loop for one task instance.
+
+    ``probes[n]``: the probe of try ``n`` (kills, user actions). ``zombies``: tries whose worker is
+    declared lost as soon as it starts; it keeps running (with its own, discarded XComs: Airflow
+    rejects a stale try's writes) while try ``n + 1`` runs. ``between_attempts`` runs after every
+    try that did not succeed, before the next one (tests move the fake's clock there).
+    """
+    probes = probes or {}
+    max_tries = spec.make_operator().retries or 0
+    xcom = XComStore()
+    attempts: list[Attempt] = []
+    zombie_threads: list[threading.Thread] = []
+    try_number = 1
+    while True:
+        xcom.clear()  # a new try starts without the XComs of earlier tries
+        probe = probes.get(try_number)
+        if try_number in zombies:
+            zombie_threads.append(_start_zombie(spec, try_number, probe, attempts, trigger_timeout))
+            time.sleep(zombie_head_start)
+            attempt = Attempt(try_number, FAILED, error=RuntimeError("worker lost its heartbeat (zombie)"))
+        else:
+            attempt = run_attempt(spec, try_number, xcom, probe, trigger_timeout=trigger_timeout)
+            attempts.append(attempt)
+        if attempt.outcome == SUCCESS or try_number > max_tries:
+            break
+        if between_attempts is not None:
+            between_attempts(attempt)
+        try_number += 1
+    for thread in zombie_threads:
+        thread.join(trigger_timeout * 2)
+    state = SUCCESS if attempt.outcome == SUCCESS else FAILED
+    return TaskRun(spec.key, state, attempts, attempt.result, xcom.snapshot(), time.time())
+
+
+def _start_zombie(spec: TaskInstanceSpec, try_number: int, probe: Probe | None, attempts: list[Attempt],
+                  trigger_timeout: float) -> threading.Thread:
+    def run() -> None:
+        attempts.append(run_attempt(spec, try_number, XComStore(), probe, trigger_timeout=trigger_timeout,
+                                    zombie=True))
+
+    thread = threading.Thread(target=run, name=f"zombie {spec.key} try {try_number}", daemon=True)
+    thread.start()
+    return thread
