@@ -10,11 +10,13 @@ from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
     AirflowNotFoundException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     BaseHook,
     BaseOperator,
     BaseSensorOperator,
     Context,
+    PokeReturnValue,
     conf,
 )
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -23,16 +25,24 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",
     "BaseTrigger",
     "Context",
+    "PokeReturnValue",
+    "TRIGGER_ON_KILL",
     "TriggerEvent",
     "aget_connection",
     "default_deferrable",
+    "task_instance_state",
 ]
+
+# Airflow >= 3.3 calls ``BaseTrigger.on_kill`` when a user marks a deferred task failed/success or
+# clears it. Older versions only cancel the trigger, exactly as on a triggerer restart.
+TRIGGER_ON_KILL = "on_kill" in vars(BaseTrigger)
 
 
 def default_deferrable() -> bool:
@@ -50,3 +60,35 @@ async def aget_connection(conn_id: str):
         return await sync_to_async(BaseHook.get_connection)(conn_id)
     except AirflowNotFoundException:
         return None
+
+
+async def task_instance_state(task_instance) -> str | None:
+    """The current state of a trigger's task instance (``trigger.task_instance``), e.g. ``"deferred"``.
+
+    ``None`` when it has no state (cleared) or no longer exists; raises when it cannot be read. Airflow 3
+    asks the API server through the triggerer's supervisor; Airflow 2 reads the metadata DB.
+    """
+    from asgiref.sync import sync_to_async
+
+    ti = task_instance
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+    except ImportError:  # Airflow 2
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+
+        def read() -> str | None:
+            with create_session() as session:
+                found = TaskInstance.get_task_instance(
+                    dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index, session=session
+                )
+                return None if found is None else found.state
+
+        state = await sync_to_async(read)()
+    else:
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        )
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = (states.get(ti.run_id) or {}).get(key)
+    return None if state is None else str(getattr(state, "value", state))

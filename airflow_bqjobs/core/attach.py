@@ -72,13 +72,22 @@ def attach_or_run(
     )
 
 
-def _read_after_conflict(api: JobsApi, ref: JobRef, sleep: Callable[[float], None]) -> Mapping:
-    job = api.get_job(ref)
+def reread_until_visible(api: JobsApi, ref: JobRef, sleep: Callable[[float], None] = time.sleep) -> dict | None:
+    """Re-read a job known to exist that just answered 404; ``None`` if it stays unreadable.
+
+    BigQuery may briefly answer 404 for an existing job (eventual consistency, e.g. right after a 409
+    or an insert): only a 404 that persists through :data:`READ_AFTER_CONFLICT_DELAYS` means gone.
+    """
     for delay in READ_AFTER_CONFLICT_DELAYS:
-        if job is not None:
-            return job
         sleep(delay)
         job = api.get_job(ref)
+        if job is not None:
+            return job
+    return None
+
+
+def _read_after_conflict(api: JobsApi, ref: JobRef, sleep: Callable[[float], None]) -> Mapping:
+    job = api.get_job(ref) or reread_until_visible(api, ref, sleep)
     if job is None:
         raise JobNotVisible(
             f"BigQuery says job ID {ref.job_id} exists in project {ref.project_id} but it cannot be read"

@@ -107,11 +107,13 @@ def _from_mapping(value: Mapping, field: str) -> JobRef:
     job_id = value.get("jobId", value.get("job_id"))
     if job_id is None:
         raise InvalidJobInput(field, f"a job reference dict needs 'jobId', got keys {sorted(value)}")
-    return JobRef(
-        job_id=job_id,
-        project_id=value.get("projectId", value.get("project_id")) or None,
-        location=value.get("location") or None,
-    )
+    project_id = value.get("projectId", value.get("project_id"))
+    location = value.get("location")
+    for part, text in (("project", project_id), ("location", location)):
+        if isinstance(text, str) and not text.strip():
+            # An empty part must not silently become the hook's default project or location.
+            raise InvalidJobInput(f"{field} ({part} part)", f"is empty; leave it out to use the default {part}")
+    return JobRef(job_id=job_id, project_id=project_id, location=location)
 
 
 def _from_text(text: str, field: str) -> JobRef:

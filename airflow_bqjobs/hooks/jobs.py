@@ -67,11 +67,19 @@ class BigQueryJobsHook(BaseHook):
     @cached_property
     def client(self) -> Client:
         from google.api_core.client_info import ClientInfo
+        from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import bigquery
 
         from airflow_bqjobs import __version__
 
-        settings = client_settings(self.extras)
+        try:
+            settings = client_settings(self.extras)
+        except DefaultCredentialsError as exc:
+            raise InvalidJobInput(
+                "gcp_conn_id",
+                f"no credentials: connection {self.gcp_conn_id!r} does not exist or has no key_path or"
+                f" keyfile_dict extra, and Application Default Credentials were not found ({exc})",
+            ) from None
         project = self._project_id or settings.project_id
         if not project:
             raise InvalidJobInput(
@@ -150,6 +158,56 @@ class BigQueryJobsHook(BaseHook):
         except Conflict as exc:
             raise JobAlreadyExists(exc.message) from None
 
+    def upload_load_job(
+        self, ref: JobRef, configuration: dict, source: Any, *, size: int | None = None, retry: Any = _DEFAULT
+    ) -> dict:
+        """``jobs.insert`` through the upload URI: the load ``configuration`` and the data, under ``ref``.
+
+        ``source`` is a path (opened here) or a seekable binary file object, read from its start;
+        ``size`` bytes are sent (``None``: to the end). google-cloud-bigquery picks a multipart request
+        for small sizes and a resumable session (chunks, each retried by google-resumable-media) for
+        large or unknown ones. A 409 raises :class:`JobAlreadyExists`. Any other transient failure
+        restarts the upload under the same ID, which is safe: BigQuery creates the job only once the
+        data is complete, and a job that already exists answers 409.
+        """
+        from google.api_core.exceptions import Conflict
+
+        ref = self.resolve(ref)
+        retry = self.retry if retry is _DEFAULT else retry
+        upload = retry(self._upload) if retry is not None else self._upload
+        try:
+            return upload(ref, configuration, source, size)
+        except Conflict as exc:
+            raise JobAlreadyExists(exc.message) from None
+
+    def _upload(self, ref: JobRef, configuration: dict, source: Any, size: int | None) -> dict:
+        import copy
+        import os
+
+        from google.cloud.bigquery import LoadJobConfig, TableReference
+
+        table = {"projectId": ref.project_id, **configuration["load"]["destinationTable"]}
+        job_config = LoadJobConfig.from_api_repr(copy.deepcopy(configuration))
+
+        def send(file_obj) -> dict:
+            job = self.client.load_table_from_file(
+                file_obj,
+                TableReference.from_api_repr(table),
+                rewind=True,
+                size=size,
+                job_id=ref.job_id,
+                project=ref.project_id,
+                location=ref.location,
+                job_config=job_config,
+                timeout=self.request_timeout,
+            )
+            return _raw_resource(job._properties)
+
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as file_obj:
+                return send(file_obj)
+        return send(source)
+
     def cancel_job(self, ref: JobRef, *, retry: Any = _DEFAULT) -> dict:
         """Request cancellation; returns the job as BigQuery reports it right after (often not DONE yet)."""
         ref = self.resolve(ref)
@@ -196,3 +254,14 @@ class BigQueryJobsHook(BaseHook):
             token = page.get("nextPageToken")
             if not token:
                 return
+
+
+def _raw_resource(properties: dict) -> dict:
+    """The job resource as BigQuery sent it: the client's job object turns these times into floats."""
+    resource = dict(properties)
+    statistics = dict(resource.get("statistics") or {})
+    for key in ("creationTime", "startTime", "endTime"):
+        if isinstance(statistics.get(key), float):
+            statistics[key] = str(int(statistics[key]))
+    resource["statistics"] = statistics
+    return resource

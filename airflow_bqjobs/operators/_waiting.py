@@ -3,8 +3,10 @@
 Sync mode polls ``jobs.get`` in the worker with a growing interval; deferrable mode hands the job to
 :class:`BigQueryJobTrigger`. Either way the job is re-read before deciding success, so a result is
 never taken from a stale event. Cancel-on-kill: sync ``on_kill`` (also called by Airflow on
-``execution_timeout``) cancels the job; in deferrable mode the trigger cancels at its deadline and on
-``on_kill`` (Airflow 3.3+).
+``execution_timeout``) cancels the job; in deferrable mode the trigger cancels at its deadline and
+when the task is killed (see :mod:`airflow_bqjobs.triggers.job` for how, per Airflow version). A job
+inserted but not yet awaited when the task dies is bounded by its server-side ``jobTimeoutMs`` and
+found again by the next attempt.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_bqjobs._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
@@ -81,23 +84,23 @@ class JobWaitingOperator(BaseOperator):
                     request_timeout=self.request_timeout,
                 ),
                 method_name="execute_complete",
-                timeout=(deadline - _now() + _DEFER_TIMEOUT_GRACE) if deadline else None,
+                timeout=_defer_timeout(deadline),
             )
         return self.on_job_done(context, self._poll_until_done(hook, ref))
 
     def _poll_until_done(self, hook, ref: JobRef) -> dict:
+        # Left set when an exception ends the wait: Airflow calls on_kill *after* its timeout
+        # exception has unwound this frame, and on_kill must still know which job to cancel.
         self._waiting_on = ref
-        try:
-            for interval in poll_intervals(self.poll_interval):
-                job = hook.get_job(ref)
-                if job is None:
-                    raise AirflowException(f"Job {ref} disappeared while waiting (its metadata was deleted?)")
-                if job_state(job) == "DONE":
-                    return job
-                self.log.info("Job %s is %s; next check in %.1f s", ref, job_state(job), interval)
-                time.sleep(interval)
-        finally:
-            self._waiting_on = None
+        for interval in poll_intervals(self.poll_interval):
+            job = hook.get_job(ref) or reread_until_visible(hook, ref)
+            if job is None:
+                raise AirflowException(f"Job {ref} disappeared while waiting (its metadata was deleted?)")
+            if job_state(job) == "DONE":
+                self._waiting_on = None
+                return job
+            self.log.info("Job %s is %s; next check in %.1f s", ref, job_state(job), interval)
+            time.sleep(interval)
         raise AssertionError("unreachable")
 
     def execute_complete(self, context: Context, event: dict) -> Any:
@@ -109,7 +112,7 @@ class JobWaitingOperator(BaseOperator):
         if status == job_trigger.ERROR:
             raise AirflowException(event.get("message") or f"Waiting for job {ref} failed")
         hook = self.make_hook()
-        job = hook.get_job(ref)
+        job = hook.get_job(ref) or reread_until_visible(hook, ref)
         if job is None:
             raise AirflowException(f"Job {ref} finished but can no longer be read")
         if job_state(job) != "DONE":  # cannot happen with BigQuery; stay safe and wait again
@@ -153,3 +156,19 @@ class JobWaitingOperator(BaseOperator):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _defer_timeout(deadline: datetime | None) -> timedelta | None:
+    """Airflow's own deferral timeout: a backstop that fires only after our trigger's deadline.
+
+    On a trigger timeout Airflow neither calls the trigger's ``on_kill`` nor lets it finish, so the
+    trigger enforces ``deadline`` itself (cancel, then a timeout event) and Airflow's timeout comes
+    ``_DEFER_TIMEOUT_GRACE`` later, for a trigger that could not act (e.g. no triggerer running).
+    Airflow 3 applies no ``execution_timeout`` to a deferred task: this and the trigger's deadline
+    are the only limits. Airflow 2 caps the deferral timeout at start + execution_timeout, i.e. our
+    deadline itself: whichever fires first, the job is cancelled (by the trigger at its deadline, or
+    by the trigger's kill fallback when Airflow's timeout cancels it).
+    """
+    if deadline is None:
+        return None
+    return max(deadline - _now(), timedelta(0)) + _DEFER_TIMEOUT_GRACE

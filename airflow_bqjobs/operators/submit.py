@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import IO, Any, Sequence
 
 from airflow_bqjobs._compat import Context
-from airflow_bqjobs.context import run_identity
-from airflow_bqjobs.core.attach import attach_or_run
-from airflow_bqjobs.core.decision import Action, error_result
-from airflow_bqjobs.core.errors import JobFailed
-from airflow_bqjobs.core.job_config import build_configuration, parse_configuration
-from airflow_bqjobs.core.job_id import derive_job_id, validate_prefix
-from airflow_bqjobs.core.job_ref import JobRef, validate_job_id
-from airflow_bqjobs.core.labels import airflow_labels, validate_labels
-from airflow_bqjobs.operators._waiting import JobWaitingOperator
+from airflow_bqjobs.core.job_config import parse_configuration
+from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.upload import FileIdentity, check_upload_configuration, job_id_input
+from airflow_bqjobs.operators._submitting import JobSubmittingOperator
+from airflow_bqjobs.operators._upload import inspect_source
 
 
-class BigQuerySubmitJobOperator(JobWaitingOperator):
+class BigQuerySubmitJobOperator(JobSubmittingOperator):
     """Run a query, load, copy or extract job given in BigQuery's REST ``configuration`` form.
 
     The job ID is derived from the DAG run context and the rendered configuration, so every retry of
@@ -26,8 +22,16 @@ class BigQuerySubmitJobOperator(JobWaitingOperator):
     ``reattach_on_clear=True``. Returns the job reference (``projectId``, ``location``, ``jobId``) and
     pushes a summary (state, statistics, errors) under the XCom key ``job_summary``.
 
+    Upload loads: with ``source_file``, the configuration must be a ``load`` job with a
+    ``destinationTable`` and no ``sourceUris``; the file is sent with the job through BigQuery's
+    upload URI (one multipart request below 5 MB, a resumable upload in chunks above). The upload is
+    the job's insert, so a retry that finds the earlier attempt's job uploads nothing. The job ID
+    hashes the file's path and size, not its content (see :mod:`airflow_bqjobs.core.upload`).
+
     :param configuration: the job configuration (``{"query": {...}}``, ``{"load": {...}}``, ...), or a
         path to a ``.json`` file holding it; strings ending in ``.sql`` inside it are read as templates.
+    :param source_file: data for a load job: a path on the worker (templated; never read as a
+        template, whatever its extension), or a seekable binary file object (sent from its start).
     :param labels: extra job labels; ``airflow-dag``, ``airflow-task``, ``airflow-run`` are always added.
     :param job_id: a fixed job ID instead of the derived one (you then own its uniqueness).
     :param job_id_prefix: replaces the ``airflow`` prefix of derived IDs.
@@ -38,70 +42,79 @@ class BigQuerySubmitJobOperator(JobWaitingOperator):
     :param cancel_on_kill: cancel the job when the task is killed or times out.
     """
 
-    template_fields: Sequence[str] = ("configuration", "project_id", "location", "labels", "job_id", "job_id_prefix")
+    template_fields: Sequence[str] = (
+        "configuration", "source_file", "project_id", "location", "labels", "job_id", "job_id_prefix"
+    )
     template_ext: Sequence[str] = (".json", ".sql")
     template_fields_renderers = {"configuration": "json"}
     ui_color = "#e4f0e8"
+    # Template fields naming data: rendered as inline templates, never loaded as template files.
+    _literal_template_fields: Sequence[str] = ("source_file",)
 
     def __init__(
         self,
         *,
         configuration: dict | str,
-        labels: dict[str, str] | None = None,
-        job_id: str | None = None,
-        job_id_prefix: str | None = None,
-        reattach_on_clear: bool = False,
-        rerun_cancelled: bool = True,
+        source_file: str | IO[bytes] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.configuration = configuration
-        self.labels = labels
-        self.job_id = job_id
-        self.job_id_prefix = job_id_prefix
-        self.reattach_on_clear = reattach_on_clear
-        self.rerun_cancelled = rerun_cancelled
-        if job_id is not None and job_id_prefix is not None:
-            raise ValueError("job_id and job_id_prefix: pass one of them, not both")
+        self.source_file = source_file
         if isinstance(configuration, dict):  # templated values are checked again once rendered
-            parse_configuration(configuration)
+            parsed = parse_configuration(configuration)
+            if source_file is not None:
+                check_upload_configuration(parsed)
 
     def build_job(self, context: Context) -> tuple[JobRef, dict]:
-        """The base job reference and the configuration to submit, all validated: no I/O."""
-        identity = run_identity(context, reattach_on_clear=self.reattach_on_clear)
-        timeout = self.execution_timeout
-        configuration = build_configuration(
-            self.configuration,
-            labels=validate_labels(self.labels),
-            airflow_labels=airflow_labels(identity.dag_id, identity.task_id, identity.run_id, identity.map_index),
-            job_timeout_ms=int(timeout.total_seconds() * 1000) if timeout else None,
+        """The base job reference and the configuration to submit, all validated: no request sent."""
+        base, configuration, _ = self._build(context)
+        return base, configuration
+
+    def _build(self, context: Context) -> tuple[JobRef, dict, FileIdentity | None]:
+        if self.source_file is None:
+            return (*self.finish_job(context, self.configuration), None)
+        check_upload_configuration(parse_configuration(self.configuration))
+        source = inspect_source(self.source_file)
+        base, configuration = self.finish_job(
+            context, self.configuration, id_input=lambda config: job_id_input(config, source)
         )
-        if self.job_id is not None:
-            job_id = validate_job_id(self.job_id)
-        else:
-            job_id = derive_job_id(identity, configuration, validate_prefix(self.job_id_prefix))
-        return JobRef(job_id), configuration
+        return base, configuration, source
 
     def execute(self, context: Context) -> Any:
-        base, configuration = self.build_job(context)
+        base, configuration, source = self._build(context)
         hook = self.make_hook()
         base = hook.resolve(base)
-        outcome = attach_or_run(
+        if source is None:
+            return self.submit_and_wait(context, hook, base, lambda ref: hook.insert_job(ref, configuration))
+        self.log.info("Load data: %s (%d bytes).", source.name, source.size)
+        return self.submit_and_wait(
+            context,
             hook,
             base,
-            lambda ref: hook.insert_job(ref, configuration),
-            rerun_cancelled=self.rerun_cancelled,
-            log=self.log.info,
+            lambda ref: hook.upload_load_job(ref, configuration, self.source_file, size=source.size),
         )
-        self.log.info(_DESCRIBE[outcome.action], outcome.ref)
-        if outcome.action is Action.FAIL:
-            raise JobFailed(outcome.ref.full_id, error_result(outcome.job) or {})
-        return self.wait_for_job(context, hook, outcome.ref, outcome.job)
 
+    # -- templating ------------------------------------------------------------------------------
 
-_DESCRIBE = {
-    Action.INSERT: "Inserted job %s.",
-    Action.ATTACH: "Reattached to job %s, started by an earlier attempt; inserting nothing.",
-    Action.SUCCEED: "Job %s already succeeded in an earlier attempt; using its result, inserting nothing.",
-    Action.FAIL: "Job %s was cancelled and rerun_cancelled=False; not running it again.",
-}
+    def resolve_template_files(self) -> None:
+        """At DAG parse time: never replace a data file's path with the file's content."""
+        literal = {name: getattr(self, name) for name in self._literal_template_fields}
+        for name in literal:
+            setattr(self, name, None)
+        try:
+            super().resolve_template_files()
+        finally:
+            for name, value in literal.items():
+                setattr(self, name, value)
+
+    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
+        """Render data paths (``source_file``) as inline templates, even when they end in ``.json``."""
+        fields = list(template_fields)
+        if parent is self:
+            for name in self._literal_template_fields:
+                value = getattr(self, name, None)
+                if name in fields and isinstance(value, str):
+                    fields.remove(name)
+                    setattr(self, name, self.render_inline(value, context, jinja_env))
+        super()._do_render_template_fields(parent, fields, context, jinja_env, seen_oids)

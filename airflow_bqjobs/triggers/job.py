@@ -4,10 +4,25 @@ Serialised kwargs hold only a connection id, a job reference and numbers: never 
 are stored in the metadata DB). One hook, hence one HTTP client, serves the whole wait; each
 ``jobs.get`` runs in a thread with a request timeout, and transient errors only delay the next poll.
 
-Cancellation: the trigger cancels its job when the wait passes its ``deadline`` (the task's execution
-or deferral timeout: Airflow does not call ``on_kill`` on a trigger timeout) and, on Airflow 3.3+,
-when a user marks the task failed/success or clears it (``on_kill``). A triggerer restart rebuilds the
-trigger from its kwargs and simply keeps waiting: nothing is cancelled in ``cleanup``.
+Cancellation (all of it off with ``cancel_on_kill=False``):
+
+* Deadline: the task's ``execution_timeout`` (start + timeout, passed as ``deadline``). The trigger
+  enforces it itself (cancel the job, then a ``timeout`` event that fails the task), because Airflow
+  does not call ``on_kill`` on a trigger timeout, and Airflow 3 applies no execution_timeout to a
+  deferred task at all. The operator sets Airflow's deferral timeout a grace period later, as a
+  backstop only.
+* User kill (mark failed/success, clear) on Airflow >= 3.3: Airflow calls :meth:`on_kill`.
+* User kill on older Airflow (no trigger ``on_kill``): Airflow just cancels the trigger, exactly as
+  when a triggerer stops. When its wait is cancelled, the trigger reads its task instance's state:
+  no longer ``deferred`` means the task was killed, cleared or timed out by Airflow, so the job is
+  cancelled; still ``deferred`` means a triggerer restart or a move to another triggerer, so the job
+  is left running for the next triggerer to await. Limits: if the state cannot be read (API server
+  or metadata DB unreachable, more than 30 s) the job is left running; a task cleared and deferred
+  again (a new try) before the old trigger reads its state looks like a restart; and, as with every
+  cancel, a job may finish before the cancel takes effect. The server-side ``jobTimeoutMs`` (from
+  the task's execution_timeout) bounds whatever is left running.
+* Triggerer restart: the trigger is rebuilt from :meth:`serialize` and keeps waiting; nothing is
+  ever cancelled in ``cleanup``, which runs on every exit.
 """
 
 from __future__ import annotations
@@ -16,7 +31,8 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-from airflow_bqjobs._compat import BaseTrigger, TriggerEvent, aget_connection
+from airflow_bqjobs._compat import TRIGGER_ON_KILL, BaseTrigger, TriggerEvent, aget_connection, task_instance_state
+from airflow_bqjobs.core.attach import READ_AFTER_CONFLICT_DELAYS
 from airflow_bqjobs.core.backoff import backoff_delays, poll_intervals
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
@@ -26,6 +42,8 @@ from airflow_bqjobs.core.transient import is_transient
 DONE = "done"
 ERROR = "error"
 TIMEOUT = "timeout"
+# How long a cancelled trigger may take to read its task's state (the old-Airflow kill fallback).
+STATE_CHECK_TIMEOUT = 30.0
 
 
 class BigQueryJobTrigger(BaseTrigger):
@@ -83,32 +101,41 @@ class BigQueryJobTrigger(BaseTrigger):
         return None if self.deadline is None else self.deadline - time.time()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            event = await self._wait()
+        except asyncio.CancelledError:
+            await self._cancel_if_killed()
+            raise
+        yield event
+
+    async def _wait(self) -> TriggerEvent:
         hook = await self.hook()
         polls = poll_intervals(self.poll_interval)
         backoff = None
+        not_found = iter(READ_AFTER_CONFLICT_DELAYS)  # a brief 404 is eventual consistency, not "gone"
         while True:
             left = self._seconds_left()
             if left is not None and left <= 0:
-                yield await self._time_out(hook)
-                return
+                return await self._time_out(hook)
             try:
                 job = await asyncio.to_thread(hook.get_job, self.ref, retry=None)
             except Exception as exc:
                 if not is_transient(exc):
-                    yield self._event(ERROR, message=f"Cannot read job {self.ref}: {exc}")
-                    return
+                    return self._event(ERROR, message=f"Cannot read job {self.ref}: {exc}")
                 backoff = backoff or backoff_delays(maximum=max(self.poll_interval, 1.0))
                 delay = next(backoff)
                 self.log.warning("Transient error reading job %s (%s); retrying in %.1f s", self.ref, exc, delay)
             else:
                 backoff = None
                 if job is None:
-                    yield self._event(ERROR, message=f"Job {self.ref} was not found (metadata deleted, or wrong location?)")
-                    return
-                if job_state(job) == "DONE":
-                    yield self._event(DONE, error_result=error_result(job))
-                    return
-                delay = next(polls)
+                    delay = next(not_found, None)
+                    if delay is None:
+                        return self._event(ERROR, message=f"Job {self.ref} was not found (metadata deleted, or wrong location?)")
+                elif job_state(job) == "DONE":
+                    return self._event(DONE, error_result=error_result(job))
+                else:
+                    not_found = iter(READ_AFTER_CONFLICT_DELAYS)
+                    delay = next(polls)
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 
@@ -130,6 +157,23 @@ class BigQueryJobTrigger(BaseTrigger):
         """Airflow 3.3+: the user marked the task failed/success or cleared it. Not called on restarts."""
         if self.cancel_on_kill:
             await self._cancel(await self.hook(), "task killed")
+
+    async def _cancel_if_killed(self) -> None:
+        """Airflow < 3.3 (no ``on_kill``): the wait was cancelled; cancel the job only if the task is gone.
+
+        See the module docstring for what this can and cannot tell apart.
+        """
+        if TRIGGER_ON_KILL or not self.cancel_on_kill or self.task_instance is None:
+            return
+        try:
+            state = await asyncio.wait_for(task_instance_state(self.task_instance), STATE_CHECK_TIMEOUT)
+        except Exception as exc:
+            self.log.warning("Trigger stopped and the task's state cannot be read (%s): job %s left running", exc, self.ref)
+            return
+        if state == "deferred":
+            self.log.info("Trigger stopped while its task is still deferred (triggerer restart?): job %s left running", self.ref)
+            return
+        await self._cancel(await self.hook(), f"task is {state or 'cleared'}")
 
 
 def job_ref_of(event: dict) -> JobRef:

@@ -1,0 +1,303 @@
+"""Cancel on kill and on timeout, and never on a triggerer restart.
+
+Deferred tasks run their trigger through Airflow's own ``TriggerRunner.run_trigger`` (the coroutine
+the triggerer process runs for every trigger): a user action reaches it as Airflow 3.3 sends it (the
+trigger task cancelled with the user-action message, then ``on_kill``), a triggerer shutdown as a
+plain cancel. Timeouts run in real ``dag.test()`` runs where they can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+from google.api_core.retry import Retry
+
+from airflow_bqjobs._compat import AirflowException
+from airflow_bqjobs.core.errors import JobFailed
+from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.transient import is_transient
+from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
+from airflow_bqjobs.triggers import job as trigger_module
+from tests.airflow_context import first_event, make_context, rebuild_trigger
+
+from airflow.sdk.exceptions import TaskDeferred
+
+# The user's own jobTimeoutMs (10 min) keeps BigQuery's server-side stop out of the way, so a stopped
+# job here can only have been stopped by our cancel.
+LONG_QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}, "jobTimeoutMs": "600000"}
+D = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def emulator(fake_bq, monkeypatch):
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
+    monkeypatch.setattr(
+        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=5))
+    )
+    fake_bq.set_defaults(pending_s=0, running_s=120)
+    return fake_bq
+
+
+def submit(task_id="query", **kw):
+    kw.setdefault("configuration", LONG_QUERY)
+    kw.setdefault("deferrable", True)
+    return BigQuerySubmitJobOperator(task_id=task_id, project_id="test-project", poll_interval=0.05, **kw)
+
+
+def defer(op, context=None):
+    """Run ``execute`` up to its deferral; returns (context, TaskDeferred)."""
+    context = context or make_context(op)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    return context, deferred.value
+
+
+def the_job(fake_bq):
+    (job,) = fake_bq.jobs
+    return job
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def async_wait_until(predicate, timeout=10.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if value := predicate():
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Triggerer:
+    """Airflow's TriggerRunner driving triggers in this event loop, as the triggerer process does."""
+
+    def __init__(self):
+        from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+        self.runner = TriggerRunner()
+
+    def start(self, trigger, trigger_id: int) -> asyncio.Task:
+        self.runner.triggers[trigger_id] = {"name": f"test-trigger-{trigger_id}", "events": 0, "is_watcher": False}
+        task = asyncio.create_task(self.runner.run_trigger(trigger_id, trigger))
+        self.runner.triggers[trigger_id]["task"] = task
+        return task
+
+    async def user_action(self, trigger_id: int) -> None:
+        """What Airflow 3.3 does when a user marks the deferred task failed/success or clears it."""
+        self.runner.to_cancel.append(trigger_id)
+        await self.runner.cancel_triggers()
+        await _finished(self.runner.triggers[trigger_id]["task"])
+
+    async def shut_down(self, trigger_id: int) -> None:
+        """A triggerer stopping (restart, redeploy): its trigger tasks are cancelled without a message."""
+        task = self.runner.triggers[trigger_id]["task"]
+        task.cancel()
+        await _finished(task)
+
+
+async def _finished(task: asyncio.Task) -> None:
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def polled(fake_bq, job_id):
+    return len(fake_bq.calls_for("get", job_id=job_id)) >= 2
+
+
+async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_bq):
+    op = submit()
+    _, deferred = defer(op)
+    job_id = the_job(fake_bq)["job_id"]
+    triggerer = Triggerer()
+    triggerer.start(rebuild_trigger(deferred.trigger), 1)
+    await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
+    assert the_job(fake_bq)["state"] == "RUNNING"
+
+    killed = time.monotonic()
+    await triggerer.user_action(1)
+    job = await async_wait_until(lambda: (j := the_job(fake_bq))["state"] == "DONE" and j, what="the job to stop")
+    assert time.monotonic() - killed < 5
+    assert job["error_result"]["reason"] == "stopped" and job["cancel_requested"]
+    assert len(fake_bq.calls_for("cancel")) == 1  # on_kill only: the pre-3.3 fallback stays out of the way
+    assert not triggerer.runner.events
+
+
+async def test_triggerer_restart_leaves_the_job_running_and_the_rebuilt_trigger_awaits_it(fake_bq):
+    fake_bq.add_rule(running_s=3)
+    op = submit()
+    context, deferred = defer(op)
+    job_id = the_job(fake_bq)["job_id"]
+    old = rebuild_trigger(deferred.trigger)
+    triggerer = Triggerer()
+    triggerer.start(old, 1)
+    await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
+
+    await triggerer.shut_down(1)  # run_trigger has run the old instance's cleanup() on the way out
+    await old.cleanup()  # and running it again changes nothing
+    await asyncio.sleep(0.3)
+    assert the_job(fake_bq)["state"] == "RUNNING" and not the_job(fake_bq)["cancel_requested"]
+    assert fake_bq.calls_for("cancel") == []
+
+    new_triggerer = Triggerer()  # the next triggerer rebuilds the trigger from the DB's kwargs
+    task = new_triggerer.start(rebuild_trigger(old), 2)
+    await asyncio.wait_for(task, 15)
+    ((_, event),) = [(e.trigger_id, e.event) for e in new_triggerer.runner.events]
+    assert event.payload["status"] == "done" and event.payload["error_result"] is None
+    result = await asyncio.to_thread(op.execute_complete, context, event.payload)
+    assert result["jobId"] == job_id
+    job = the_job(fake_bq)
+    assert job["state"] == "DONE" and job["error_result"] is None and fake_bq.calls_for("cancel") == []
+
+
+def test_deferral_deadline_cancels_the_job_and_fails_the_task_with_a_timeout(fake_bq):
+    op = submit(execution_timeout=timedelta(seconds=2))
+    context, deferred = defer(op)
+    trigger = deferred.trigger
+    start = context["ti"].start_date
+    assert trigger.deadline == pytest.approx((start + timedelta(seconds=2)).timestamp())
+    # Airflow's own deferral timeout is only a backstop, well after our deadline
+    backstop = datetime.now(timezone.utc) + deferred.timeout
+    assert backstop - (start + timedelta(seconds=2)) > timedelta(seconds=90)
+
+    event = first_event(rebuild_trigger(trigger))
+    assert event["status"] == "timeout" and "cancellation requested" in event["message"]
+    job = wait_until(lambda: (j := the_job(fake_bq))["state"] == "DONE" and j, what="the job to stop")
+    assert job["error_result"]["reason"] == "stopped" and job["cancel_requested"]
+    with pytest.raises(AirflowException, match=r"Deadline passed while waiting for job .*Task timed out"):
+        op.execute_complete(context, event)
+
+
+def test_server_side_job_timeout_comes_from_execution_timeout_unless_set(fake_bq):
+    bounded = submit(task_id="bounded", deferrable=False, execution_timeout=timedelta(minutes=5),
+                     configuration={"query": {"query": "SELECT 1", "useLegacySql": False}})
+    own = submit(task_id="own", deferrable=False, execution_timeout=timedelta(minutes=5))
+    unbounded = submit(task_id="unbounded", deferrable=False,
+                       configuration={"query": {"query": "SELECT 1", "useLegacySql": False}})
+    timeouts = [op.build_job(make_context(op))[1].get("jobTimeoutMs") for op in (bounded, own, unbounded)]
+    assert timeouts == ["300000", "600000", None]
+
+
+async def test_cancel_on_kill_false_leaves_the_job_running_on_kill_and_deadline(fake_bq):
+    op = submit(cancel_on_kill=False, execution_timeout=timedelta(seconds=1))
+    _, deferred = defer(op)
+    job_id = the_job(fake_bq)["job_id"]
+    triggerer = Triggerer()
+    triggerer.start(rebuild_trigger(deferred.trigger), 1)
+    await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
+    await triggerer.user_action(1)
+
+    deadline_task = triggerer.start(rebuild_trigger(deferred.trigger), 2)
+    await asyncio.wait_for(deadline_task, 10)
+    ((_, event),) = [(e.trigger_id, e.event) for e in triggerer.runner.events]
+    assert event.payload["status"] == "timeout" and "cancellation" not in event.payload["message"]
+
+    sync = submit(task_id="sync", deferrable=False, cancel_on_kill=False)
+    sync._waiting_on = sync.make_hook().resolve(JobRef(job_id))
+    sync.on_kill()
+    await asyncio.sleep(0.3)
+    assert fake_bq.calls_for("cancel") == []
+    assert the_job(fake_bq)["state"] == "RUNNING"
+
+
+def test_sync_on_kill_cancels_the_job_the_worker_waits_for(fake_bq):
+    """Airflow's task runner calls task.on_kill() from its SIGTERM handler while execute() polls."""
+    op = submit(deferrable=False)
+    failure = []
+
+    def run():
+        try:
+            op.execute(make_context(op))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    job_id = wait_until(lambda: fake_bq.jobs and the_job(fake_bq)["job_id"], what="the job to be inserted")
+    wait_until(lambda: polled(fake_bq, job_id), what="the worker to poll the job")
+    op.on_kill()
+    worker.join(10)
+    job = the_job(fake_bq)
+    assert job["state"] == "DONE" and job["error_result"]["reason"] == "stopped"
+    assert len(failure) == 1 and isinstance(failure[0], JobFailed) and "stopped" in str(failure[0])
+
+
+# -- Airflow < 3.3: no trigger on_kill; the trigger tells a kill from a restart by its task's state --
+
+@pytest.fixture
+def old_airflow(monkeypatch):
+    """Airflow before 3.3 (cannot be installed next to 3.3): no on_kill; task state as the DB says."""
+    monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+    states = {}
+
+    async def task_instance_state(ti):
+        state = states["now"]
+        if isinstance(state, Exception):
+            raise state
+        return state
+
+    monkeypatch.setattr(trigger_module, "task_instance_state", task_instance_state)
+    return states
+
+
+async def first_of(trigger):
+    async for event in trigger.run():
+        return event
+
+
+@pytest.mark.parametrize(
+    ("state", "cancel_on_kill", "cancelled"),
+    [("failed", True, True), ("success", True, True), (None, True, True), ("scheduled", True, True),
+     ("deferred", True, False), (ConnectionError("API server down"), True, False), ("failed", False, False)],
+)
+async def test_pre_3_3_fallback_cancels_only_when_the_task_left_deferred(fake_bq, old_airflow, state, cancel_on_kill,
+                                                                        cancelled):
+    """failed/success: marked by a user; None: cleared; scheduled: Airflow 2's own trigger timeout."""
+    old_airflow["now"] = state
+    op = submit(cancel_on_kill=cancel_on_kill)
+    _, deferred = defer(op)
+    job_id = the_job(fake_bq)["job_id"]
+    trigger = rebuild_trigger(deferred.trigger)
+    trigger.task_instance = SimpleNamespace(dag_id="test_dag", task_id="query", run_id="r", map_index=-1)
+    task = asyncio.create_task(first_of(trigger))
+    await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
+    task.cancel()  # all that Airflow < 3.3 does, on a kill and on a restart alike
+    await _finished(task)
+    assert len(fake_bq.calls_for("cancel")) == (1 if cancelled else 0)
+    await asyncio.sleep(0.4)
+    assert the_job(fake_bq)["state"] == ("DONE" if cancelled else "RUNNING")
+
+
+# -- real dag.test() runs -------------------------------------------------------------------------
+
+def test_dag_test_execution_timeouts_cancel_the_job_sync_and_deferred(fake_bq, register_dag):
+    """execution_timeout in a real run: sync, Airflow's timeout calls on_kill; deferred, our trigger's
+    deadline does it (dag.test runs the trigger in line and ignores Airflow's deferral timeout)."""
+    from airflow.sdk import DAG
+
+    with DAG("bqjobs_kill_timeouts", schedule=None) as dag:
+        submit(task_id="sync_wait", deferrable=False, execution_timeout=timedelta(seconds=3))
+        submit(task_id="deferred_wait", deferrable=True, execution_timeout=timedelta(seconds=3))
+    register_dag(dag)
+    started = time.monotonic()
+    run = dag.test(logical_date=D, run_after=D)
+    assert time.monotonic() - started < 60
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"sync_wait": "failed", "deferred_wait": "failed"}
+    assert sorted(j["labels"]["airflow-task"] for j in fake_bq.jobs) == ["deferred_wait", "sync_wait"]
+    wait_until(lambda: not fake_bq.unfinished_jobs(), what="both jobs to stop")
+    for job in fake_bq.jobs:
+        assert job["error_result"]["reason"] == "stopped" and job["cancel_requested"], job
+        assert job["end_at"] - job["created_at"] < 10  # stopped at the timeout, not at its 120 s end
