@@ -93,3 +93,12 @@ def register_dag(airflow_db):
         return dag
 
     return register
+
+
+@pytest.fixture
+def emulator(fake_bq, monkeypatch):
+    """The fake BigQuery server, reached by every hook built without a connection, retrying fast."""
+    from tests.emulator import use_fake
+
+    use_fake(monkeypatch, fake_bq.url)
+    return fake_bq

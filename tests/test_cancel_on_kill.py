@@ -15,18 +15,14 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from google.api_core.retry import Retry
+from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs._compat import AirflowException
 from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import first_event, make_context, rebuild_trigger
-
-from airflow.sdk.exceptions import TaskDeferred
 
 # The user's own jobTimeoutMs (10 min) keeps BigQuery's server-side stop out of the way, so a stopped
 # job here can only have been stopped by our cancel.
@@ -35,13 +31,9 @@ D = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture(autouse=True)
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=5))
-    )
-    fake_bq.set_defaults(pending_s=0, running_s=120)
-    return fake_bq
+def long_jobs(emulator):
+    emulator.set_defaults(pending_s=0, running_s=120)
+    return emulator
 
 
 def submit(task_id="query", **kw):

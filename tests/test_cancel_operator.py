@@ -1,26 +1,17 @@
 """The cancel operator over real HTTP to the fake: bq cancel / --nosync, every job_id form, deferral."""
 
 import pytest
-from google.api_core.retry import Retry
-
 from airflow.sdk.exceptions import TaskDeferred
+
 from airflow_bqjobs._compat import AirflowException
 from airflow_bqjobs.core.errors import InvalidJobInput
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.cancel import BigQueryCancelJobOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
 
 LONG = {"pending_s": 0, "running_s": 60}
 
 
-@pytest.fixture(autouse=True)
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=5))
-    )
-    return fake_bq
+pytestmark = pytest.mark.usefixtures("emulator")
 
 
 def start(fake_bq, bq_client, job_id, location="US", **behaviour):
@@ -202,7 +193,7 @@ def test_trigger_timeout_event_fails_the_task(fake_bq, bq_client):
     start(fake_bq, bq_client, "victim", **LONG, cancel_s=30)
     op = cancel("victim", deferrable=True)
     context = make_context(op)
-    with pytest.raises(TaskDeferred) as deferred:
+    with pytest.raises(TaskDeferred):
         op.execute(context)
     event = {"status": "timeout", "job": ref("victim"), "message": "Deadline passed while waiting for job victim"}
     with pytest.raises(AirflowException, match="timed out"):

@@ -1,13 +1,12 @@
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.core.job_id import RunIdentity, derive_job_id, generation_job_id
 from airflow_bqjobs.core.job_ref import validate_job_id
-
-import pytest
 
 CONFIG = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 ID = RunIdentity("daily_sales", "load_orders", "scheduled__2026-11-21T00:00:00+00:00")

@@ -3,15 +3,12 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from google.api_core.retry import Retry
+from airflow.sdk.exceptions import TaskDeferred
 from google.cloud import bigquery
 
-from airflow.sdk.exceptions import TaskDeferred
 from airflow_bqjobs._compat import AirflowException
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.core.labels import airflow_labels
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.delete import BigQueryDeleteJobMetadataOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
 
@@ -19,13 +16,7 @@ DONE_NOW = {"pending_s": 0, "running_s": 0}
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"  # make_context's default run
 
 
-@pytest.fixture(autouse=True)
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=5))
-    )
-    return fake_bq
+pytestmark = pytest.mark.usefixtures("emulator")
 
 
 def start(fake_bq, bq_client, job_id, query="SELECT 1", labels=None, **behaviour):
@@ -247,16 +238,15 @@ DAG_ID = "bqjobs_manage_jobs"
 
 def test_dag_cancel_delete_list_and_sensor_with_real_deferral(fake_bq, bq_client, register_dag, monkeypatch):
     """One real `dag.test()` run for the four operator families (triggers run in line, as in the triggerer)."""
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.sdk import DAG
     from airflow.utils.session import create_session
+    from sqlalchemy import select
+
     from airflow_bqjobs.operators.cancel import BigQueryCancelJobOperator
     from airflow_bqjobs.operators.list import BigQueryListJobsOperator
     from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
     from airflow_bqjobs.sensors.job import BigQueryJobSensor
-
     from airflow_bqjobs.triggers.job import BigQueryJobTrigger
 
     fake_bq.add_rule(job_id="^victim$", pending_s=0, running_s=60, cancel_s=1.0)

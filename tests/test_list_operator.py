@@ -5,11 +5,9 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from airflow_bqjobs.core.errors import InvalidJobInput
-from airflow_bqjobs.core.transient import is_transient
 from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.list import BigQueryListJobsOperator
 from tests.airflow_context import make_context
@@ -17,13 +15,7 @@ from tests.airflow_context import make_context
 DONE_NOW = {"pending_s": 0, "running_s": 0}
 
 
-@pytest.fixture(autouse=True)
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=5))
-    )
-    return fake_bq
+pytestmark = pytest.mark.usefixtures("emulator")
 
 
 def start(fake_bq, bq_client, job_id, query="SELECT 1", labels=None, **behaviour):

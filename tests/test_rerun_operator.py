@@ -6,18 +6,14 @@ import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from google.api_core.retry import Retry
+from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
 from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.core.rerun import deep_merge, parse_source_job, rerun_configuration, resubmittable_configuration
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.rerun import BigQueryRerunJobOperator
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
-
-from airflow.sdk.exceptions import TaskDeferred
 
 D = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -51,13 +47,6 @@ QUERY_JOB = {
 }
 
 
-@pytest.fixture
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=10))
-    )
-    return fake_bq
 
 
 # -- core: what a re-run submits ------------------------------------------------------------------

@@ -4,26 +4,17 @@ import asyncio
 import time
 
 import pytest
-from google.api_core.retry import Retry
-
 from airflow.sdk.exceptions import TaskDeferred
+
 from airflow_bqjobs._compat import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow_bqjobs.core.errors import InvalidJobInput
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.sensors.job import BigQueryJobSensor
 from tests.airflow_context import first_event, make_context, rebuild_trigger
 
 REF = {"projectId": "test-project", "location": "US", "jobId": "theirs"}
 
 
-@pytest.fixture(autouse=True)
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=5))
-    )
-    return fake_bq
+pytestmark = pytest.mark.usefixtures("emulator")
 
 
 def start(fake_bq, bq_client, job_id="theirs", location="US", **behaviour):

@@ -1,28 +1,17 @@
 """The submit operator end to end over real HTTP: sync and deferrable paths, retries, clears, races."""
 
 import pytest
-from google.api_core.retry import Retry
+from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_bqjobs._compat import BaseOperator
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers.job import BigQueryJobTrigger
 from tests.airflow_context import first_event, make_context, rebuild_trigger
 
-from airflow.sdk.exceptions import TaskDeferred
-
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 
 
-@pytest.fixture(autouse=True)
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=10))
-    )
-    return fake_bq
+pytestmark = pytest.mark.usefixtures("emulator")
 
 
 def submit(task_id="load", deferrable=False, configuration=QUERY, **kw):

@@ -7,15 +7,11 @@ import os
 from datetime import datetime, timezone
 
 import pytest
-from google.api_core.retry import Retry
+from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs.core.errors import InvalidJobInput
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
-
-from airflow.sdk.exceptions import TaskDeferred
 
 TABLE = {"datasetId": "staging", "tableId": "events"}
 LOAD = {"load": {"destinationTable": TABLE, "sourceFormat": "NEWLINE_DELIMITED_JSON", "writeDisposition": "WRITE_APPEND"}}
@@ -24,13 +20,10 @@ D = datetime(2026, 4, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture(autouse=True)
-def emulator(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=10))
-    )
+def small_upload_chunks(emulator, monkeypatch):
+    """Resumable uploads in 256 KiB chunks (the client's default is 100 MB), so several are sent."""
     monkeypatch.setattr("google.cloud.bigquery.client._DEFAULT_CHUNKSIZE", 256 * 1024)
-    return fake_bq
+    return emulator
 
 
 @pytest.fixture

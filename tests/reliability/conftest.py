@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.environment import fast_retries, point_at_fake
+from tests.emulator import fast_retries
+from tests.reliability.environment import point_at_fake
 
 _FIGURES = pytest.StashKey[list]()
 
@@ -14,7 +15,7 @@ _FIGURES = pytest.StashKey[list]()
 def emulator(fake_bq, monkeypatch):
     """The in-process fake behind connection ``CONN_ID``, with fast request retries."""
     point_at_fake(monkeypatch, fake_bq.url)
-    fast_retries(monkeypatch)
+    fast_retries(monkeypatch, timeout=60.0)
     return fake_bq
 
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from google.api_core.retry import Retry
-
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 
 CONN_ID = "bq_reliability"
 PROJECT = "test-project"
@@ -26,7 +22,3 @@ def point_at_fake(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     set_connection(monkeypatch, CONN_ID, {"emulator_host": url, "project": PROJECT})
 
 
-def fast_retries(monkeypatch: pytest.MonkeyPatch, timeout: float = 60.0) -> None:
-    """The hook's transient-error retry, with millisecond backoff instead of seconds."""
-    monkeypatch.setattr(BigQueryJobsHook, "retry", property(
-        lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=timeout)))

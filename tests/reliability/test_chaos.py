@@ -19,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.emulator import fast_retries
 from tests.reliability.attempt_driver import KILLED, TaskRun, run_task_instance
 from tests.reliability.audit import Audit, audit_task_run, base_job_id, jobs_of
 from tests.reliability.chaos_plan import ChaosSettings, TaskPlan, make_plan
-from tests.reliability.environment import fast_retries, point_at_fake
 from tests.reliability.crash_points import Probe
+from tests.reliability.environment import point_at_fake
 
 DEFAULT_SEED = 20260301
 SEED = int(os.environ.get("BQJOBS_CHAOS_SEED", DEFAULT_SEED))

@@ -16,12 +16,14 @@ import os
 import traceback
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
 import pytest
 
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
+from tests.emulator import fast_retries
 from tests.reliability.attempt_driver import FAILED, SUCCESS, first_event_of, run_attempt, run_task_instance
 from tests.reliability.audit import audit_task_run, base_job_id, jobs_of
-from tests.reliability.environment import fast_retries, set_connection
+from tests.reliability.environment import set_connection
 from tests.reliability.fake_google_auth import ServiceAccount, TokenEndpoint, make_service_account
 from tests.reliability.scenarios import submit_task
 from tests.reliability.task_context import XComStore
@@ -80,7 +82,7 @@ def keyed_fake(fake_bq, account, monkeypatch, tmp_path, caplog):
 
     monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     monkeypatch.setattr(_http.Connection, "DEFAULT_API_ENDPOINT", fake_bq.url)
-    fast_retries(monkeypatch)
+    fast_retries(monkeypatch, timeout=60.0)
     key_file = tmp_path / "key.json"
     key_file.write_text(account.keyfile_json)
     set_connection(monkeypatch, DICT_CONN, {"keyfile_dict": account.keyfile_json, "project": "test-project"})

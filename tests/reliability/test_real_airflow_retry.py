@@ -19,8 +19,8 @@ from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from tests.reliability.attempt_driver import SUCCESS, run_attempt
 from tests.reliability.audit import base_job_id, jobs_of, reference, succeeded
-from tests.reliability.environment import CONN_ID, PROJECT
 from tests.reliability.crash_points import Probe
+from tests.reliability.environment import CONN_ID, PROJECT
 from tests.reliability.scenarios import query_config, submit_task
 from tests.reliability.task_context import XComStore, build_context
 
@@ -70,10 +70,9 @@ def build_dag(seen: list):
 
 
 def xcoms_of(run_id: str) -> dict[tuple[str, int, str], object]:
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.scalars(select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == run_id))

@@ -18,8 +18,8 @@ import json
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import DAG
+
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 
 CONN_ID = "bqjobs_fake"
