@@ -12,19 +12,25 @@ from airflow_bqjobs.core.labels import merge_labels, validate_labels
 JOB_TYPES = ("query", "load", "copy", "extract")
 
 
+def json_object(value: Any, field: str, what: str) -> dict:
+    """A dict, or JSON text of one (what a rendered template gives), that is not a whole job resource."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise InvalidJobInput(field, f"is a string but not JSON ({exc}); pass {what}") from None
+    if not isinstance(value, Mapping):
+        raise InvalidJobInput(field, f"must be {what}, got {type(value).__name__}")
+    if "configuration" in value or "jobReference" in value:
+        raise InvalidJobInput(
+            field, "give the job's 'configuration' object itself (e.g. {'query': {...}}), not a whole job resource"
+        )
+    return dict(value)
+
+
 def parse_configuration(configuration: Any, field: str = "configuration") -> dict:
     """Accept a dict or JSON text (what a rendered ``.json`` template gives); return a validated copy."""
-    if isinstance(configuration, str):
-        try:
-            configuration = json.loads(configuration)
-        except ValueError as exc:
-            raise InvalidJobInput(field, f"is a string but not JSON ({exc}); pass a dict or a .json file") from None
-    if not isinstance(configuration, Mapping):
-        raise InvalidJobInput(field, f"must be a dict in BigQuery's REST form, got {type(configuration).__name__}")
-    if "configuration" in configuration or "jobReference" in configuration:
-        raise InvalidJobInput(
-            field, "pass the job's 'configuration' object itself (e.g. {'query': {...}}), not a whole job resource"
-        )
+    configuration = json_object(configuration, field, "a dict in BigQuery's REST form or a .json file")
     config = json.loads(canonical_json(configuration, field))
     job_type(config, field)
     _check_timeout(config, field)

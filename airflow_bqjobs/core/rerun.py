@@ -24,11 +24,10 @@ itself must go too, or the new job would not be the same request:
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, Mapping
 
 from airflow_bqjobs.core.errors import InvalidJobInput
-from airflow_bqjobs.core.job_config import job_type
+from airflow_bqjobs.core.job_config import job_type, json_object
 from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.core.labels import AIRFLOW_LABEL_KEYS
@@ -51,16 +50,7 @@ def parse_overrides(value: Any, field: str = OVERRIDES_FIELD) -> dict:
     """``None``, a dict, or JSON text of one (what a rendered template gives)."""
     if value is None:
         return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise InvalidJobInput(field, f"is a string but not JSON ({exc}); pass a dict") from None
-    if not isinstance(value, Mapping):
-        raise InvalidJobInput(field, f"must be a dict of configuration fields, got {type(value).__name__}")
-    if "configuration" in value or "jobReference" in value:
-        raise InvalidJobInput(field, "give fields of the job's 'configuration' (e.g. {'query': {...}}), not a job resource")
-    return copy.deepcopy(dict(value))
+    return copy.deepcopy(json_object(value, field, "a dict of configuration fields"))
 
 
 def deep_merge(base: Mapping, overrides: Mapping) -> dict:

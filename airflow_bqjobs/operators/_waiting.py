@@ -20,7 +20,7 @@ from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
-from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
+from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.triggers import job as job_trigger
 
@@ -61,8 +61,8 @@ class JobWaitingOperator(BaseOperator):
 
         return BigQueryJobsHook(
             self.gcp_conn_id,
-            project_id=validate_project_id(self.project_id),
-            location=validate_location(self.location),
+            project_id=self.project_id,
+            location=self.location,
             request_timeout=self.request_timeout,
         )
 

@@ -24,7 +24,7 @@ from airflow_bqjobs._compat import (
 from airflow_bqjobs.core.backoff import validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
-from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, validate_location, validate_project_id
+from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY
@@ -80,8 +80,8 @@ class BigQueryJobSensor(BaseSensorOperator):
 
         return BigQueryJobsHook(
             self.gcp_conn_id,
-            project_id=validate_project_id(self.project_id),
-            location=validate_location(self.location),
+            project_id=self.project_id,
+            location=self.location,
             request_timeout=self.request_timeout,
         )
 
