@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the example DAGs end to end against a local BigQuery emulator (no Google account needed):
 #
-#   bash scripts/run_examples.sh [run_examples.py args, e.g. --dag-id ID]; a second pass that creates any job fails the run
+#   bash scripts/run_examples.sh [run_examples.py args, e.g. --dag-id ID]; a second pass that creates any job other than re-creations of jobs whose metadata the first pass deleted fails the run
 #
 # 1. the dev venv (.venv), exactly as scripts/test.sh makes it (scripts/_venv.sh);
 # 2. the emulator venv (.emulator-venv, Python 3.13): local-bigquery and DuckDB, with the DuckDB

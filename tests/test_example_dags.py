@@ -54,3 +54,58 @@ def test_quickstart_defers_succeeds_and_reruns_without_new_jobs(example_dags, fa
     again = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
     assert again.state == "success"
     assert fake_bq.count_jobs() == 4 and len(fake_bq.calls_for("insert")) == 4
+
+
+def _return_values(run, task_id):
+    """The return value (XCom) a task of this DAG run left in Airflow's metadata DB."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=run.run_id, key="return_value", dag_ids=run.dag_id, task_ids=[task_id])
+        return [XComModel.deserialize_value(x) for x in session.scalars(query)]
+
+
+def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_bq, triggered_jobs, monkeypatch):
+    # The "other team" task talks to BigQuery with google-cloud-bigquery, without a connection.
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    fake_bq.add_rule(job_id="runaway", running_s=60)  # still running when the cancel comes
+    fake_bq.add_rule(job_id="report", running_s=10)  # still running when the sensor starts: it defers
+    dag = example_dags["example_bqjobs_lifecycle"]
+    run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    assert run.state == "success"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert set(states.values()) == {"success"} and len(states) == 8, states
+
+    (other,) = _return_values(run, "start_other_teams_jobs")
+    report, runaway = other["report"]["jobId"], other["runaway"]["jobId"]
+    assert report.startswith("other_team__report__") and runaway.startswith("other_team__runaway__")
+    assert len(fake_bq.calls_for("insert", job_id=runaway, status=200)) == 1
+    # The cancel stopped the runaway job; then its metadata was deleted.
+    (cancelled,) = _return_values(run, "cancel_runaway")[0]
+    assert cancelled["outcome"] == "cancelled" and cancelled["error_result"]["reason"] == "stopped"
+    assert len(fake_bq.calls_for("cancel", job_id=runaway)) == 1
+    assert fake_bq.job(runaway) is None
+    deleted = _return_values(run, "delete_runaway_metadata")[0]
+    assert [(e["job"]["jobId"], e["outcome"]) for e in deleted] == [(runaway, "deleted")]
+    assert fake_bq.job(report)["state"] == "DONE" and fake_bq.job(report)["error_result"] is None
+    # The sensor and the cancel waited in the trigger.
+    assert report in triggered_jobs and runaway in triggered_jobs
+    # One upload load, its data the file's.
+    uploads = fake_bq.calls_for("upload")
+    assert len(uploads) == 1
+    (load,) = [j for j in fake_bq.jobs if j["labels"].get("airflow-task") == "load_events"]
+    assert fake_bq.uploaded_bytes(load["job_id"]) == (EXAMPLES / "data" / "events.json").read_bytes()
+    # The list found the three jobs the operators of this run created (load, count, recount).
+    listed = _return_values(run, "list_run_jobs")[0]
+    assert sorted(j["labels"]["airflow-task"] for j in listed) == ["count_events", "load_events", "recount_events"]
+    assert fake_bq.count_jobs() == 4  # report + the 3 above (runaway deleted)
+
+    # The same DAG run again: everything reattaches, except the job whose metadata was deleted
+    # (that erased its exactly-once record): the other team's runaway job is inserted once more.
+    inserted = len(fake_bq.calls_for("insert", status=200))
+    again = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    assert again.state == "success"
+    assert [c["job_id"] for c in fake_bq.calls_for("insert", status=200)[inserted:]] == [runaway]
+    assert len(fake_bq.calls_for("upload")) == 1 and fake_bq.count_jobs() == 4
