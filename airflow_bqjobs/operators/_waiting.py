@@ -73,18 +73,12 @@ class JobWaitingOperator(BaseOperator):
         if job_state(job) == "DONE":
             return self.on_job_done(context, job)
         if self.deferrable:
-            deadline = self._deadline(context)
-            self.defer(
-                trigger=job_trigger.BigQueryJobTrigger(
-                    job=ref.to_api(),
-                    gcp_conn_id=self.gcp_conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline.timestamp() if deadline else None,
-                    cancel_on_kill=self.cancel_on_kill,
-                    request_timeout=self.request_timeout,
-                ),
-                method_name="execute_complete",
-                timeout=_defer_timeout(deadline),
+            defer_on_job(
+                self,
+                ref,
+                poll_interval=self.poll_interval,
+                deadline=self._deadline(context),
+                cancel_on_kill=self.cancel_on_kill,
             )
         return self.on_job_done(context, self._poll_until_done(hook, ref))
 
@@ -123,8 +117,7 @@ class JobWaitingOperator(BaseOperator):
         """When this try must end: start + execution_timeout, if the task has one."""
         if not self.execution_timeout:
             return None
-        start = getattr(context.get("ti"), "start_date", None) or _now()
-        return start + self.execution_timeout
+        return try_start(context) + self.execution_timeout
 
     # -- finishing -------------------------------------------------------------------------------
 
@@ -152,6 +145,32 @@ class JobWaitingOperator(BaseOperator):
             self.log.info("Requested cancellation of job %s (task killed); state %s", ref, job_state(job))
         except Exception:
             self.log.exception("Could not cancel job %s; it may still be running", ref)
+
+
+def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime | None, cancel_on_kill: bool):
+    """Hand the wait for ``ref`` to :class:`BigQueryJobTrigger`; resume in ``task.execute_complete``.
+
+    The one deferral used by every operator and the sensor: the trigger enforces ``deadline`` itself
+    and Airflow's deferral timeout is only a backstop after it (see :func:`_defer_timeout`).
+    ``task`` provides ``gcp_conn_id`` and ``request_timeout``.
+    """
+    task.defer(
+        trigger=job_trigger.BigQueryJobTrigger(
+            job=ref.to_api(),
+            gcp_conn_id=task.gcp_conn_id,
+            poll_interval=poll_interval,
+            deadline=deadline.timestamp() if deadline else None,
+            cancel_on_kill=cancel_on_kill,
+            request_timeout=task.request_timeout,
+        ),
+        method_name="execute_complete",
+        timeout=_defer_timeout(deadline),
+    )
+
+
+def try_start(context: Context) -> datetime:
+    """When this try started (now, if the context does not say)."""
+    return getattr(context.get("ti"), "start_date", None) or _now()
 
 
 def _now() -> datetime:

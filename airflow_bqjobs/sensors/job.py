@@ -7,7 +7,7 @@ as the trigger's deadline.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, Sequence
 
@@ -27,11 +27,10 @@ from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.core.summary import summarize_job
-from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY
+from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, defer_on_job, try_start
 from airflow_bqjobs.triggers import job as job_trigger
 
 # Airflow's own deferral timeout fires this long after the trigger's deadline: only as a backstop.
-_DEFER_TIMEOUT_GRACE = timedelta(minutes=2)
 
 
 class BigQueryJobSensor(BaseSensorOperator):
@@ -118,21 +117,10 @@ class BigQueryJobSensor(BaseSensorOperator):
         job = self._read(hook, ref)
         if job_state(job) == "DONE":
             return self._finish(context, ref, job)
-        start = getattr(context.get("ti"), "start_date", None) or _now()
-        deadline = start + timedelta(seconds=self.timeout)
+        deadline = try_start(context) + timedelta(seconds=self.timeout)
         self.log.info("Job %s is %s; waiting in the triggerer until %s.", ref, job_state(job), deadline.isoformat())
-        self.defer(
-            trigger=job_trigger.BigQueryJobTrigger(
-                job=ref.to_api(),
-                gcp_conn_id=self.gcp_conn_id,
-                poll_interval=self.poke_interval,
-                deadline=deadline.timestamp(),
-                cancel_on_kill=False,  # never someone else's job
-                request_timeout=self.request_timeout,
-            ),
-            method_name="execute_complete",
-            timeout=max(deadline - _now(), timedelta(0)) + _DEFER_TIMEOUT_GRACE,
-        )
+        # cancel_on_kill=False: a sensor never cancels someone else's job
+        defer_on_job(self, ref, poll_interval=self.poke_interval, deadline=deadline, cancel_on_kill=False)
 
     def execute_complete(self, context: Context, event: dict) -> Any:
         ref = job_trigger.job_ref_of(event)
@@ -168,6 +156,3 @@ class BigQueryJobSensor(BaseSensorOperator):
             raise AirflowSkipException(f"{exc} (skipped: soft_fail)") from (cause or exc)
         raise exc from cause
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
