@@ -85,7 +85,30 @@ def test_get_unknown_job_and_location_mismatch_are_404(fake_bq, bq_client):
     with pytest.raises(gexc.NotFound):
         bq_client.get_job("in_eu", location="US", retry=None)
     assert bq_client.get_job("in_eu", location="EU").location == "EU"
-    assert bq_client.get_job("in_eu").job_id == "in_eu"  # no location: any
+    assert bq_client.get_job("in_eu").job_id == "in_eu"  # no location: found in a multi-region
+
+
+def test_regional_job_without_location_follows_bigquery_location_rule(fake_bq, bq_client):
+    """Outside the US and EU multi-regions get/cancel/delete/getQueryResults need the location;
+    an insert without one runs where the data lives and says where; jobs.list lists every location."""
+    fake_bq.clock.freeze()
+    fake_bq.add_rule(job_id="^regional", location="europe-west2", running_s=1)
+    status, _, body = raw(fake_bq, "POST", f"/bigquery/v2/projects/{PROJECT}/jobs",
+                          {"jobReference": {"jobId": "regional_1"},
+                           "configuration": {"query": {"query": "SELECT 1", "useLegacySql": False}}})
+    assert status == 200 and body["jobReference"]["location"] == "europe-west2"
+    base = f"/bigquery/v2/projects/{PROJECT}"
+    for method, path in (("GET", "/jobs/regional_1"), ("POST", "/jobs/regional_1/cancel"),
+                         ("GET", "/queries/regional_1?timeoutMs=0"), ("DELETE", "/jobs/regional_1/delete")):
+        assert raw(fake_bq, method, base + path)[0] == 404, path
+    assert bq_client.get_job("regional_1", location="europe-west2").location == "europe-west2"
+    listed = [j["jobReference"] for j in raw(fake_bq, "GET", base + "/jobs")[2]["jobs"]]
+    assert {"projectId": PROJECT, "jobId": "regional_1", "location": "europe-west2"} in listed
+    fake_bq.clock.advance(2)
+    assert raw(fake_bq, "DELETE", base + "/jobs/regional_1/delete?location=europe-west2")[0] == 204
+    fake_bq.set_location_rule(False)  # a test may turn the rule off
+    query(bq_client, "SELECT 1", "regional_2")
+    assert bq_client.get_job("regional_2").location == "europe-west2"
 
 
 def test_failed_outcome_and_fail_once_then_succeed(fake_bq, bq_client):

@@ -42,6 +42,8 @@ class Behaviour:
     cancel_s: delay between a cancel request and the job being DONE/stopped.
     user_email: owner; another user's jobs are hidden from jobs.list
         unless ``allUsers``. None means the server's own user.
+    location: where the job's data lives, i.e. where a jobs.insert without
+        ``jobReference.location`` runs it (BigQuery's rule). None means US.
     """
 
     pending_s: float = 0.05
@@ -52,6 +54,7 @@ class Behaviour:
     statistics: dict = field(default_factory=dict)
     cancel_s: float = 0.2
     user_email: str | None = None
+    location: str | None = None
 
     def __post_init__(self):
         # Accept the same loose forms as the JSON layers (e.g. error="invalid").
@@ -96,7 +99,7 @@ def normalise_fields(raw: dict) -> dict:
         elif key == "statistics":
             if not isinstance(value, dict):
                 raise ValueError("statistics must be an object")
-        elif key == "user_email" and value is not None:
+        elif key in ("user_email", "location") and value is not None:
             value = str(value)
         out[key] = value
     return out

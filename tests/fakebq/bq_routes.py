@@ -185,7 +185,7 @@ def upload_chunk(state: FakeState, req: Request, project: str) -> Response:
             payload = bytes(session.received[: session.total])
             resp = _insert_upload(state, req, project, session.metadata, payload)
             body = json.loads(resp.body)
-            session.finished_job = (project, body["jobReference"]["jobId"])
+            session.finished_job = (project, body["jobReference"]["jobId"], body["jobReference"]["location"])
             return resp
         headers = {"Range": f"bytes=0-{len(session.received) - 1}"} if session.received else {}
         return Response.empty(308, headers)

@@ -44,15 +44,17 @@ def set_clock(state: FakeState, spec: dict) -> dict:
 
 
 def set_config(state: FakeState, spec: dict) -> dict:
-    """spec: {user_email?, seed?}."""
-    unknown = set(spec) - {"user_email", "seed"}
+    """spec: {user_email?, seed?, location_rule?}."""
+    unknown = set(spec) - {"user_email", "seed", "location_rule"}
     if unknown:
         raise ValueError(f"unknown config field(s): {sorted(unknown)}")
     if spec.get("user_email"):
         state.user_email = str(spec["user_email"])
     if spec.get("seed") is not None:
         state.injector.set_seed(int(spec["seed"]))
-    return {"user_email": state.user_email}
+    if spec.get("location_rule") is not None:
+        state.store.location_rule = bool(spec["location_rule"])
+    return {"user_email": state.user_email, "location_rule": state.store.location_rule}
 
 
 def calls_report(state: FakeState) -> dict:

@@ -30,10 +30,15 @@ BehaviourResolver = Callable[[str, str, dict, "str | None", "dict | None"], Beha
 
 DEFAULT_LOCATION = "US"
 DEFAULT_PAGE_SIZE = 50
+# jobs.get / cancel / delete / getQueryResults find a job in these without ``location``.
+MULTI_REGIONS = frozenset({"us", "eu"})
 
 
-def _same_location(a: str, b: str | None) -> bool:
-    return b is None or a.lower() == b.lower()
+def _same_location(a: str, b: str | None, location_rule: bool = True) -> bool:
+    """BigQuery's location rule: without ``location`` only US and EU multi-region jobs are found."""
+    if b is None:
+        return not location_rule or a.lower() in MULTI_REGIONS
+    return a.lower() == b.lower()
 
 
 class JobStore:
@@ -43,11 +48,14 @@ class JobStore:
         self._jobs: dict[tuple[str, str], Job] = {}
         self._seq = itertools.count(1)
         self._not_found_once: set[tuple[str, str]] = set()
+        # On, as BigQuery: a regional job is not found without its location.
+        self.location_rule = True
 
     def clear(self) -> None:
         with self._lock:
             self._jobs.clear()
             self._not_found_once.clear()
+            self.location_rule = True
 
     # -- insert ------------------------------------------------------------
     def insert(self, project: str, resource: object, *, user_email: str,
@@ -62,7 +70,6 @@ class JobStore:
         ref = resource.get("jobReference") or {}
         job_id = ref.get("jobId") or ("job_" + secrets.token_urlsafe(21))
         check_job_id(job_id)
-        location = ref.get("location") or DEFAULT_LOCATION
         job_type = job_type_of(resource.get("configuration"))
         configuration = copy.deepcopy(resource["configuration"])
         labels = check_labels(configuration.get("labels"))
@@ -76,6 +83,7 @@ class JobStore:
         with self._lock:
             now = self._clock.now()
             if configuration.get("dryRun"):
+                location = ref.get("location") or DEFAULT_LOCATION
                 return self._build(project, job_id, location, job_type, configuration,
                                    Behaviour(pending_s=0, running_s=0), user_email, now), False
             existing = self._jobs.get((project, job_id))
@@ -86,6 +94,8 @@ class JobStore:
             except ValueError as exc:
                 raise invalid(str(exc)) from None
             owner = behaviour.user_email or user_email
+            # Without jobReference.location the job runs where its data lives (behaviour.location).
+            location = ref.get("location") or behaviour.location or DEFAULT_LOCATION
             job = self._build(project, job_id, location, job_type, configuration, behaviour, owner, now)
             job.upload_bytes = upload_bytes
             self._jobs[(project, job_id)] = job
@@ -136,7 +146,8 @@ class JobStore:
     # -- single-job operations ----------------------------------------------
     def _find(self, project: str, job_id: str, location: str | None, now: float) -> Job:
         job = self._jobs.get((project, job_id))
-        if job is None or not job.visible_at(now) or not _same_location(job.location, location):
+        if (job is None or not job.visible_at(now)
+                or not _same_location(job.location, location, self.location_rule)):
             raise api_errors.not_found(project, location, job_id)
         return job
 

@@ -123,6 +123,9 @@ class RemoteFakeBigQuery(InspectionHelpers):
     def set_user_email(self, email: str) -> None:
         self._call("POST", "/_fake/config", {"user_email": email})
 
+    def set_location_rule(self, on: bool) -> None:
+        self._call("POST", "/_fake/config", {"location_rule": bool(on)})
+
     @property
     def jobs(self) -> list[dict]:
         return self._call("GET", "/_fake/jobs")["jobs"]

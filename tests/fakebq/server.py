@@ -131,6 +131,10 @@ class FakeBigQuery(InspectionHelpers):
         """The identity the fake attributes requests to (jobs.list without allUsers)."""
         self.state.user_email = email
 
+    def set_location_rule(self, on: bool) -> None:
+        """BigQuery's location rule (on by default): regional jobs are found only with their location."""
+        self.state.store.location_rule = bool(on)
+
     # -- inspection ----------------------------------------------------------
     @property
     def jobs(self) -> list[dict]:

@@ -66,7 +66,7 @@ class ResumableSession:
     job_id: str | None
     received: bytearray = field(default_factory=bytearray)
     total: int | None = None
-    finished_job: tuple[str, str] | None = None   # (project, job_id) once the job exists
+    finished_job: tuple[str, str, str] | None = None   # (project, job_id, location) once the job exists
     # Held while a chunk is applied, so a retried chunk cannot interleave.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
