@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from google.api_core.retry import Retry
 
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+from airflow_bqjobs.hooks.jobs import BigQueryJobsHook, RetryPolicy
 
 
 def fast_retries(monkeypatch: pytest.MonkeyPatch, timeout: float = 10.0) -> None:
-    """The hook's transient-error retry (the real rule), with millisecond backoff instead of seconds."""
+    """The hook's transient-error retry (the real rule and loop), with millisecond backoff instead of seconds."""
     monkeypatch.setattr(
-        BigQueryJobsHook, "retry", property(lambda self: Retry(predicate=is_transient, initial=0.01, maximum=0.05, timeout=timeout))
+        BigQueryJobsHook,
+        "retry",
+        property(lambda self: RetryPolicy(min(timeout, self.retry_deadline), 0.01, 0.05, log=self.log.warning)),
     )
 
 

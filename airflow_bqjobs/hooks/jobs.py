@@ -2,26 +2,55 @@
 
 One client per hook, built on first use and reused for every call (the trigger keeps one hook for its
 whole wait). Every request has a timeout and is retried under :func:`is_transient` with jittered
-exponential backoff; callers that run their own retry loop (the trigger) pass ``retry=None``.
+exponential backoff (:mod:`airflow_bqjobs.core.retrying`: each retry logged with its reason and next
+delay), for at most ``retry_deadline`` seconds and never past ``retry_until`` (the try's
+execution_timeout); callers that run their own retry loop (the trigger) pass ``retry=None``. An
+explicit emulator endpoint that refuses connections fails at once: nothing is listening there.
 ``google.cloud`` is imported here lazily, never when a DAG file imports an operator.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from airflow_bqjobs._compat import AirflowNotFoundException, BaseHook
+from airflow_bqjobs.core.attach import generation_of
+from airflow_bqjobs.core.backoff import backoff_delays
 from airflow_bqjobs.core.errors import InvalidJobInput, JobAlreadyExists
 from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
-from airflow_bqjobs.core.transient import is_transient
-from airflow_bqjobs.hooks.credentials import client_settings, normalize_extras
+from airflow_bqjobs.core.retrying import EmulatorUnreachable, call_with_retry, is_connection_refused
+from airflow_bqjobs.hooks.credentials import client_settings, emulator_endpoint, normalize_extras
 
 if TYPE_CHECKING:
     from google.cloud.bigquery import Client
 
 _DEFAULT = object()
 USER_AGENT = "airflow-bqjobs"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The hook's transient-error retry: jittered backoff from ``initial`` to ``maximum`` seconds,
+    for at most ``deadline`` seconds (``limit`` names what set it, for the error message)."""
+
+    deadline: float
+    initial: float = 1.0
+    maximum: float = 32.0
+    limit: str = "retry_deadline"
+    log: Callable[[str], None] = print
+
+    def run(self, call: Callable[[], Any], what: str) -> Any:
+        return call_with_retry(
+            call,
+            deadline=self.deadline,
+            what=what,
+            limit=self.limit,
+            delays=backoff_delays(initial=self.initial, maximum=self.maximum),
+            log=self.log,
+        )
 
 
 class BigQueryJobsHook(BaseHook):
@@ -40,6 +69,7 @@ class BigQueryJobsHook(BaseHook):
         location: str | None = None,
         request_timeout: float = 60.0,
         retry_deadline: float = 600.0,
+        retry_until: datetime | None = None,
         connection: Any = _DEFAULT,
     ) -> None:
         super().__init__()
@@ -48,6 +78,7 @@ class BigQueryJobsHook(BaseHook):
         self._location = validate_location(location)
         self.request_timeout = request_timeout
         self.retry_deadline = retry_deadline
+        self.retry_until = retry_until
         self._connection = connection
 
     # -- configuration ---------------------------------------------------------------------------
@@ -103,12 +134,31 @@ class BigQueryJobsHook(BaseHook):
     def location(self) -> str | None:
         return self._location or validate_location(self.extras.get("location"), "location extra")
 
-    @cached_property
-    def retry(self):
-        """Jittered exponential backoff on transient errors, bounded by ``retry_deadline``."""
-        from google.api_core.retry import Retry
+    # Backoff between transient retries, in seconds (tests shorten these).
+    backoff_initial = 1.0
+    backoff_maximum = 32.0
 
-        return Retry(predicate=is_transient, initial=1.0, maximum=32.0, multiplier=2.0, timeout=self.retry_deadline)
+    @cached_property
+    def retry(self) -> RetryPolicy:
+        """Jittered exponential backoff on transient errors, bounded by ``retry_deadline`` and ``retry_until``."""
+        deadline, limit = float(self.retry_deadline), "retry_deadline"
+        if self.retry_until is not None:
+            left = (self.retry_until - datetime.now(timezone.utc)).total_seconds()
+            if left < deadline:
+                deadline, limit = max(0.0, left), "the try's remaining execution_timeout"
+        return RetryPolicy(deadline, self.backoff_initial, self.backoff_maximum, limit, self.log.warning)
+
+    @cached_property
+    def emulator_endpoint(self) -> str | None:
+        """The explicit emulator endpoint (``emulator_host`` extra or ``BIGQUERY_EMULATOR_HOST``), if any."""
+        return emulator_endpoint(self.extras)
+
+    def _retried(self, retry: Any, call: Callable[[], Any], what: str) -> Any:
+        if retry is None:
+            return call()
+        if isinstance(retry, RetryPolicy):
+            return retry.run(call, what)
+        return retry(call)()  # a google.api_core Retry
 
     def resolve(self, ref: JobRef) -> JobRef:
         """Fill the reference's missing project and location from the hook."""
@@ -121,11 +171,29 @@ class BigQueryJobsHook(BaseHook):
         ``statistics`` for query jobs, and we want BigQuery's resource exactly as sent.
         """
         retry = self.retry if retry is _DEFAULT else retry
-        call = self.client._connection.api_request
-        if retry is not None:
-            call = retry(call)
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        return call(method=method, path=path, query_params=query, data=data, timeout=self.request_timeout)
+
+        def call():
+            return self._guarded(
+                lambda: self.client._connection.api_request(
+                    method=method, path=path, query_params=query, data=data, timeout=self.request_timeout
+                )
+            )
+
+        return self._retried(retry, call, f"{method} {path}")
+
+    def _guarded(self, call: Callable[[], Any]) -> Any:
+        """``call()``; a refused connection to an explicit emulator endpoint stops at once, never retried."""
+        try:
+            return call()
+        except Exception as exc:
+            if self.emulator_endpoint and is_connection_refused(exc):
+                raise EmulatorUnreachable(
+                    f"the BigQuery emulator endpoint {self.emulator_endpoint} (emulator_host extra of connection"
+                    f" {self.gcp_conn_id!r} or BIGQUERY_EMULATOR_HOST) refuses connections: is the emulator"
+                    " running there?"
+                ) from exc
+            raise
 
     @staticmethod
     def _job_path(ref: JobRef, suffix: str = "") -> str:
@@ -174,9 +242,12 @@ class BigQueryJobsHook(BaseHook):
 
         ref = self.resolve(ref)
         retry = self.retry if retry is _DEFAULT else retry
-        upload = retry(self._upload) if retry is not None else self._upload
         try:
-            return upload(ref, configuration, source, size)
+            return self._retried(
+                retry,
+                lambda: self._guarded(lambda: self._upload(ref, configuration, source, size)),
+                f"upload of job {ref.job_id}",
+            )
         except Conflict as exc:
             raise JobAlreadyExists(exc.message) from None
 
@@ -218,6 +289,18 @@ class BigQueryJobsHook(BaseHook):
         """``jobs.delete``: remove a DONE job's metadata (and its children's). Never stops a job."""
         ref = self.resolve(ref)
         self._request("DELETE", self._job_path(ref, "/delete"), retry=retry, params={"location": ref.location})
+
+    def find_job_location(self, base: JobRef, *, not_before: datetime | None = None) -> str | None:
+        """Where a generation of ``base``'s ID lives: ``jobs.list`` spans every location, ``jobs.get``
+        without a location finds only US and EU multi-region jobs. Scans this account's jobs created
+        since ``not_before`` (newest first, minimal projection); ``None`` if none matches."""
+        base = self.resolve(base)
+        min_ms = int(not_before.timestamp() * 1000) if not_before is not None else None
+        for entry in self.list_jobs(project_id=base.project_id, min_creation_time_ms=min_ms, projection="minimal"):
+            ref = entry.get("jobReference") or {}
+            if generation_of(str(ref.get("jobId", "")), base.job_id) is not None and ref.get("location"):
+                return ref["location"]
+        return None
 
     def list_jobs(
         self,

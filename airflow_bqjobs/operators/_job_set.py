@@ -82,7 +82,7 @@ class JobSetOperator(JobWaitingOperator):
     def execute_complete(self, context: Context, event: dict) -> Any:
         """Resume after one job's trigger fired: re-read every job, wait for the next unfinished one."""
         ref = job_trigger.job_ref_of(event)
-        hook = self.make_hook()
+        hook = self.make_hook(context)
         status = event.get("status")
         if status == job_trigger.TIMEOUT:
             raise AirflowException(f"{event.get('message')}. Task timed out.")

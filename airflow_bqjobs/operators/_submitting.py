@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from airflow_bqjobs._compat import Context
-from airflow_bqjobs.context import run_identity
+from airflow_bqjobs.context import run_created_not_before, run_identity, tries_this_cycle
 from airflow_bqjobs.core.attach import attach_or_run
 from airflow_bqjobs.core.decision import Action, error_result
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
@@ -67,9 +67,17 @@ class JobSubmittingOperator(JobWaitingOperator):
         validate_labels(self.labels)
 
     def job_timeout_ms(self) -> int | None:
-        """BigQuery's server-side ``jobTimeoutMs`` for this task: its ``execution_timeout``, if any."""
+        """BigQuery's server-side ``jobTimeoutMs`` for this task, unless the configuration sets one.
+
+        ``execution_timeout`` with ``cancel_on_kill=True``: the job may not outlive the try that timed
+        out, so BigQuery stops it after that long too (a safety net for a worker that died before it
+        could cancel). With ``cancel_on_kill=False`` the user lets the job outlive its try (a retry
+        reattaches to it), so no limit is added. No ``execution_timeout``: none either.
+        """
         timeout = self.execution_timeout
-        return int(timeout.total_seconds() * 1000) if timeout else None
+        if not timeout or not self.cancel_on_kill:
+            return None
+        return int(timeout.total_seconds() * 1000)
 
     def finish_job(
         self, context: Context, configuration: Any, *, id_input: Callable[[dict], Any] | None = None
@@ -95,7 +103,15 @@ class JobSubmittingOperator(JobWaitingOperator):
 
     def submit_and_wait(self, context: Context, hook, base: JobRef, insert_job: Callable[[JobRef], dict]) -> Any:
         """Insert (or upload) at most one job under ``base``'s ID generations, then wait for it."""
-        outcome = attach_or_run(hook, base, insert_job, rerun_cancelled=self.rerun_cancelled, log=self.log.info)
+        outcome = attach_or_run(
+            hook,
+            base,
+            insert_job,
+            rerun_cancelled=self.rerun_cancelled,
+            bound=tries_this_cycle(context, reattach_on_clear=self.reattach_on_clear) - 1,
+            locate=lambda ref: hook.find_job_location(ref, not_before=run_created_not_before(context)),
+            log=self.log.info,
+        )
         self.log.info(_DESCRIBE[outcome.action], outcome.ref)
         if outcome.action is Action.FAIL:
             raise JobFailed(outcome.ref.full_id, error_result(outcome.job) or {})

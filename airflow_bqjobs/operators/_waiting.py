@@ -42,6 +42,7 @@ class JobWaitingOperator(BaseOperator):
         poll_interval: float = 10.0,
         cancel_on_kill: bool = True,
         request_timeout: float = 60.0,
+        retry_deadline: float = 600.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,12 +52,14 @@ class JobWaitingOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = validate_interval(poll_interval, "poll_interval")
         self.request_timeout = validate_interval(request_timeout, "request_timeout")
+        self.retry_deadline = validate_interval(retry_deadline, "retry_deadline")
         self.cancel_on_kill = cancel_on_kill
         self._waiting_on: JobRef | None = None
 
     # -- hooks -----------------------------------------------------------------------------------
 
-    def make_hook(self):
+    def make_hook(self, context: Context | None = None):
+        """The hook; with ``context``, transient retries also stop at this try's execution_timeout."""
         from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 
         return BigQueryJobsHook(
@@ -64,6 +67,8 @@ class JobWaitingOperator(BaseOperator):
             project_id=self.project_id,
             location=self.location,
             request_timeout=self.request_timeout,
+            retry_deadline=self.retry_deadline,
+            retry_until=self._deadline(context) if context is not None else None,
         )
 
     # -- waiting ---------------------------------------------------------------------------------
@@ -105,7 +110,7 @@ class JobWaitingOperator(BaseOperator):
             raise AirflowException(f"{event.get('message')}. Task timed out.")
         if status == job_trigger.ERROR:
             raise AirflowException(event.get("message") or f"Waiting for job {ref} failed")
-        hook = self.make_hook()
+        hook = self.make_hook(context)
         job = hook.get_job(ref) or reread_until_visible(hook, ref)
         if job is None:
             raise AirflowException(f"Job {ref} finished but can no longer be read")

@@ -41,7 +41,7 @@ class BigQueryCancelJobOperator(JobSetOperator):
         self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> list[dict]:
-        hook = self.make_hook()
+        hook = self.make_hook(context)
         targets = [(ref, self._cancel(hook, ref, job)) for ref, job in self.read_targets(context, hook)]
         self._check_missing(targets, requested=True)
         return self.follow(context, hook, targets)

@@ -88,7 +88,7 @@ class BigQueryDeleteJobMetadataOperator(JobSetOperator):
         self.min_creation_time = min_creation_time
 
     def execute(self, context: Context) -> list[dict]:
-        return self.follow(context, self.make_hook())
+        return self.follow(context, self.make_hook(context))
 
     # -- choosing the jobs -------------------------------------------------------------------------
 

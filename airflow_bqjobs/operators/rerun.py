@@ -64,7 +64,7 @@ class BigQueryRerunJobOperator(JobSubmittingOperator):
         source_ref = parse_source_job(self.source_job)
         parse_overrides(self.configuration_overrides)
         self.check_options()
-        hook = self.make_hook()
+        hook = self.make_hook(context)
         source_ref = hook.resolve(source_ref)
         source = hook.get_job(source_ref)
         if source is None:

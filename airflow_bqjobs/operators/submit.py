@@ -83,7 +83,7 @@ class BigQuerySubmitJobOperator(JobSubmittingOperator):
 
     def execute(self, context: Context) -> Any:
         base, configuration, source = self._build(context)
-        hook = self.make_hook()
+        hook = self.make_hook(context)
         base = hook.resolve(base)
         if source is None:
             return self.submit_and_wait(context, hook, base, lambda ref: hook.insert_job(ref, configuration))
