@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook, RetryPolicy
+from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+
+_REAL_RETRY = BigQueryJobsHook.__dict__["retry"].func
 
 
 def fast_retries(monkeypatch: pytest.MonkeyPatch, timeout: float = 10.0) -> None:
-    """The hook's transient-error retry (the real rule and loop), with millisecond backoff instead of seconds."""
-    monkeypatch.setattr(
-        BigQueryJobsHook,
-        "retry",
-        property(lambda self: RetryPolicy(min(timeout, self.retry_deadline), 0.01, 0.05, log=self.log.warning)),
-    )
+    """The hook's own transient-error retry (rule, loop, logging, deadlines), with millisecond backoff
+    instead of seconds and at most ``timeout`` seconds."""
+
+    def fast(self):
+        policy = _REAL_RETRY(self)
+        return dataclasses.replace(policy, deadline=min(policy.deadline, timeout), initial=0.01, maximum=0.05)
+
+    monkeypatch.setattr(BigQueryJobsHook, "retry", property(fast))
 
 
 def use_fake(monkeypatch: pytest.MonkeyPatch, url: str, timeout: float = 10.0) -> None:
