@@ -15,6 +15,7 @@ every attempt of the task instance, cleared or not, follows the same job.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
@@ -58,6 +59,11 @@ def run_created_not_before(context: Mapping[str, Any]) -> datetime | None:
     ]
     known = [c for c in candidates if isinstance(c, datetime)]
     return min(known) - CLOCK_SKEW if known else None
+
+
+def is_tasks_test() -> bool:
+    """Whether this task runs under ``airflow tasks test`` (which sets ``AIRFLOW_TEST_MODE=True``; nothing else does)."""
+    return os.environ.get("AIRFLOW_TEST_MODE", "").strip().lower() == "true"
 
 
 def rerun_key(context: Mapping[str, Any]) -> str | None:

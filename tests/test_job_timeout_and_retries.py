@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_bqjobs.core.retrying import EmulatorUnreachable, RetryDeadlineExceeded, call_with_retry
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
@@ -74,6 +73,8 @@ def test_case7_job_timeout_ms_cancel_on_kill_false_job_outlives_the_try_and_a_re
 
 
 def test_case8_transient_retries_every_retry_logged_with_reason_and_next_delay():
+    from airflow_bqjobs.core.retrying import call_with_retry
+
     lines, calls = [], []
 
     class Unavailable(Exception):
@@ -94,6 +95,8 @@ def test_case8_transient_retries_every_retry_logged_with_reason_and_next_delay()
 
 
 def test_case8_transient_retries_stop_at_the_deadline_naming_it():
+    from airflow_bqjobs.core.retrying import RetryDeadlineExceeded, call_with_retry
+
     clock = iter(range(0, 1000, 10))
     with pytest.raises(RetryDeadlineExceeded, match=r"over 25 s \(retry_deadline\).*ConnectionError"):
         call_with_retry(lambda: (_ for _ in ()).throw(ConnectionError("reset")), deadline=25,
@@ -119,6 +122,8 @@ def test_case8_retry_deadline_set_from_the_operator_and_bounded_by_execution_tim
 
 
 def test_case8_retry_deadline_ends_an_outage_with_a_clear_error(emulator, fake_bq, monkeypatch):
+    from airflow_bqjobs.core.retrying import RetryDeadlineExceeded
+
     monkeypatch.setattr(BigQueryJobsHook, "backoff_initial", 0.05)
     fake_bq.inject("503", "get")
     op = submit(retry_deadline=1)
@@ -129,6 +134,8 @@ def test_case8_retry_deadline_ends_an_outage_with_a_clear_error(emulator, fake_b
 
 
 def test_case8_refused_emulator_endpoint_stops_at_once(monkeypatch):
+    from airflow_bqjobs.core.retrying import EmulatorUnreachable
+
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

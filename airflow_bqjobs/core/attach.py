@@ -18,7 +18,8 @@ try count, where walking up from ``_0`` cost every generation on every try.
 without the job's location, so a 404 only means "free" when the location is known. When it is not
 (``base.location`` is ``None``), ``locate(base)`` (``jobs.list``, which spans all locations) finds
 where any generation of the ID lives: before the walk when an earlier try of the cycle may have
-inserted (``bound > 0``), and after a 409 whose read answers 404. A located job's location is used
+inserted (``bound > 0``), and after a 409 whose read answers 404 (also when a location is known:
+it may have changed between tries, e.g. in the connection). A located job's location is used
 from then on; a 409 whose job cannot be located fails with an error naming ``location`` before
 anything else is inserted.
 """
@@ -178,10 +179,11 @@ def reread_until_visible(api: JobsApi, ref: JobRef, sleep: Callable[[float], Non
 
 def _read_after_conflict(api: JobsApi, base: JobRef, ref: JobRef, sleep, locate: Locate | None, log) -> Mapping:
     job = api.get_job(ref)
-    if job is None and ref.location is None and locate is not None:
-        # Without a location a 404 after a 409 most likely means a regional job: find where it is.
+    if job is None and locate is not None:
+        # A 404 after a 409: a regional job read without its location, or a location changed
+        # between tries (the job ID is unique per project, whatever the location): find where it is.
         located = _locate(base, locate, log)
-        if located is not None:
+        if located is not None and located.location != ref.location:
             raise _Located(located)
     job = job or reread_until_visible(api, ref, sleep)
     if job is None:

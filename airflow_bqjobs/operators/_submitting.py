@@ -8,10 +8,12 @@ configuration, :func:`attach_or_run` to insert at most one job (an upload too: i
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from typing import Any, Callable
 
 from airflow_bqjobs._compat import Context
-from airflow_bqjobs.context import run_created_not_before, run_identity, tries_this_cycle
+from airflow_bqjobs.context import is_tasks_test, run_created_not_before, run_identity, tries_this_cycle
 from airflow_bqjobs.core.attach import attach_or_run
 from airflow_bqjobs.core.decision import Action, error_result
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
@@ -88,6 +90,14 @@ class JobSubmittingOperator(JobWaitingOperator):
         when given (an upload adds its file's identity).
         """
         identity = run_identity(context, reattach_on_clear=self.reattach_on_clear)
+        if is_tasks_test() and self.job_id is None:
+            # `airflow tasks test` runs the task to see it work, recording nothing: a job of its own,
+            # never the DAG run's (whose result it would otherwise "succeed" from without running).
+            identity = dataclasses.replace(identity, rerun_key=f"tasks-test.{uuid.uuid4().hex}")
+            self.log.warning(
+                "airflow tasks test: running a new job under a test job ID; the DAG run's own job, if any,"
+                " is neither reused nor touched."
+            )
         configuration = build_configuration(
             configuration,
             labels=validate_labels(self.labels),
