@@ -18,6 +18,7 @@ import pytest
 from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from tests.airflow_context import make_context
+from tests.airflow_run import Run
 
 D = datetime(2026, 3, 1, tzinfo=timezone.utc)
 CONFIGS = [{"query": {"query": f"SELECT {n}", "useLegacySql": False}} for n in range(3)]
@@ -36,92 +37,6 @@ def die_after_insert(monkeypatch):
         raise WorkerDied(ref.job_id)
 
     monkeypatch.setattr(BigQueryJobsHook, "insert_job", insert_then_die)
-
-
-class Run:
-    """One real DAG run, driven through Airflow's own scheduling, failure and clear functions."""
-
-    def __init__(self, dag, ops):
-        from airflow.models.dagbag import DBDagBag
-        from airflow.utils.session import create_session
-        from airflow.utils.state import DagRunState
-        from airflow.utils.types import DagRunTriggeredByType, DagRunType
-
-        self.ops = ops
-        self.dag_id = dag.dag_id
-        with create_session() as session:
-            self.serialized = DBDagBag().get_latest_version_of_dag(dag.dag_id, session=session)
-            dr = self.serialized.create_dagrun(
-                run_id="manual__case1", logical_date=D, data_interval=(D, D), run_after=D,
-                run_type=DagRunType.MANUAL, triggered_by=DagRunTriggeredByType.TEST,
-                state=DagRunState.RUNNING, session=session)
-            self.run_id = dr.run_id
-
-    def _ti(self, session, task_id, map_index=-1):
-        from airflow.models.taskinstance import TaskInstance as TI
-        from sqlalchemy import select
-
-        ti = session.scalars(select(TI).where(TI.dag_id == self.dag_id, TI.run_id == self.run_id,
-                                              TI.task_id == task_id, TI.map_index == map_index)).one()
-        ti.task = self.serialized.get_task(task_id)  # as the scheduler's DAG bag attaches it
-        return ti
-
-    def _dag_run(self, session):
-        from airflow.models.dagrun import DagRun
-        from sqlalchemy import select
-
-        return session.scalars(select(DagRun).where(DagRun.dag_id == self.dag_id, DagRun.run_id == self.run_id)).one()
-
-    def start_try(self, task_id, map_index=-1) -> dict:
-        """The scheduler queues the next try; the worker gets its context (as ``ti_run`` builds it)."""
-        from airflow.utils.session import create_session
-        from airflow.utils.state import TaskInstanceState
-
-        with create_session() as session:
-            ti = self._ti(session, task_id, map_index)
-            self._dag_run(session).schedule_tis([ti], session=session)
-            session.flush()
-            session.expire_all()
-            ti = self._ti(session, task_id, map_index)
-            assert ti.state == "scheduled", ti.state
-            ti.state = TaskInstanceState.RUNNING
-            context = make_context(self.ops[task_id], run_id=self.run_id, try_number=ti.try_number,
-                                   max_tries=ti.max_tries, clear_number=self._dag_run(session).clear_number,
-                                   map_index=map_index)
-        context["ti"].dag_id = self.dag_id
-        return context
-
-    def fail_try(self, task_id, map_index=-1):
-        """What Airflow does when a try dies: up_for_retry while tries are left, else failed."""
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            ti = self._ti(session, task_id, map_index)
-            ti.handle_failure("worker died", session=session)
-
-    def state(self, task_id, map_index=-1):
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            return self._ti(session, task_id, map_index).state
-
-    def clear_task_instances(self, *keys):
-        """Airflow's ``clear_task_instances`` with its default (reset the run), as the REST API's clear."""
-        from airflow.models.taskinstance import clear_task_instances
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            clear_task_instances([self._ti(session, *key) for key in keys], session)
-
-    def clear_failed_only(self):
-        """The run's "Clear failed tasks": the DAG's own ``clear(only_failed=True)``."""
-        self.serialized.clear(run_id=self.run_id, only_failed=True)
-
-    def clear_number(self):
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            return self._dag_run(session).clear_number
 
 
 def attempt(op, context):
