@@ -35,6 +35,18 @@ class Run:
                 state=DagRunState.RUNNING, session=session)
             self.run_id = dr.run_id
 
+    @classmethod
+    def existing(cls, dag_id, run_id, ops):
+        """The run ``dag.test()`` (or anything else) created."""
+        from airflow.models.dagbag import DBDagBag
+        from airflow.utils.session import create_session
+
+        run = cls.__new__(cls)
+        run.ops, run.dag_id, run.run_id = ops, dag_id, run_id
+        with create_session() as session:
+            run.serialized = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+        return run
+
     def _ti(self, session, task_id, map_index=-1):
         from airflow.models.taskinstance import TaskInstance as TI
         from sqlalchemy import select
