@@ -244,13 +244,16 @@ class AirflowDeployment:
         return result.stdout
 
     def start(self, name: str) -> Component:
-        """Start one component (a name from COMPONENT_ORDER); a second triggerer gets a new log file."""
+        """Start one component (a name from COMPONENT_ORDER); a second triggerer gets a new log file.
+
+        ``triggerer-2`` (any name ``triggerer-…``) is a further triggerer running beside the first."""
+        base = "triggerer" if name.startswith("triggerer-") else name
         args = {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"],
             "scheduler": ["scheduler", "--skip-serve-logs"],
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer", "--skip-serve-logs"],
-        }[name]
+        }[base]
         current = self.components.get(name)
         if current is not None and current.alive():
             raise DeploymentError(f"{name} is already running (pid {current.pid})")
@@ -277,7 +280,8 @@ class AirflowDeployment:
     def stop_all(self) -> None:
         atexit.unregister(self.stop_all)
         # The scheduler first (no new task processes), the api-server last (workers report to it).
-        for name in ("scheduler", "triggerer", "dag-processor", "api-server"):
+        extra_triggerers = tuple(n for n in self.components if n.startswith("triggerer-"))
+        for name in ("scheduler", "triggerer", *extra_triggerers, "dag-processor", "api-server"):
             component = self.components.pop(name, None)
             if component is not None:
                 started = time.monotonic()
