@@ -16,12 +16,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_bqjobs._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_bqjobs.core.arguments import validate_flag, validate_optional_flag
 from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
-from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.job_ref import JobRef, ref_of_job, validate_location, validate_project_id
+from airflow_bqjobs.core.progress import ProgressReporter, final_line
 from airflow_bqjobs.core.summary import summarize_job
+from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments
 from airflow_bqjobs.triggers import job as job_trigger
 
 SUMMARY_XCOM_KEY = "job_summary"
@@ -29,7 +32,7 @@ SUMMARY_XCOM_KEY = "job_summary"
 _DEFER_TIMEOUT_GRACE = timedelta(minutes=2)
 
 
-class JobWaitingOperator(BaseOperator):
+class JobWaitingOperator(LabelValueFilter, BaseOperator):
     """Base of the operators that follow one BigQuery job to DONE."""
 
     def __init__(
@@ -48,11 +51,14 @@ class JobWaitingOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self.project_id = project_id
         self.location = location
+        validate_optional_flag(deferrable, "deferrable")
+        validate_flag(cancel_on_kill, "cancel_on_kill")
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = validate_interval(poll_interval, "poll_interval")
         self.request_timeout = validate_interval(request_timeout, "request_timeout")
         self.cancel_on_kill = cancel_on_kill
         self._waiting_on: JobRef | None = None
+        check_arguments(self, project_id=validate_project_id, location=validate_location)
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -86,6 +92,7 @@ class JobWaitingOperator(BaseOperator):
         # Left set when an exception ends the wait: Airflow calls on_kill *after* its timeout
         # exception has unwound this frame, and on_kill must still know which job to cancel.
         self._waiting_on = ref
+        progress = ProgressReporter(str(ref))
         for interval in poll_intervals(self.poll_interval):
             job = hook.get_job(ref) or reread_until_visible(hook, ref)
             if job is None:
@@ -93,7 +100,8 @@ class JobWaitingOperator(BaseOperator):
             if job_state(job) == "DONE":
                 self._waiting_on = None
                 return job
-            self.log.info("Job %s is %s; next check in %.1f s", ref, job_state(job), interval)
+            if line := progress.update(job):
+                self.log.info("%s; next check in %.1f s", line, interval)
             time.sleep(interval)
         raise AssertionError("unreachable")
 
@@ -130,9 +138,9 @@ class JobWaitingOperator(BaseOperator):
         for problem in summary["errors"]:
             if problem != err:
                 self.log.warning("Job %s reported a non-fatal error: %s", ref, problem)
+        self.log.info(final_line(str(ref), job))
         if err:
             raise JobFailed(ref.full_id, err)
-        self.log.info("Job %s succeeded: %s", ref, summary["statistics"])
         return ref.to_api()
 
     def on_kill(self) -> None:
@@ -147,12 +155,21 @@ class JobWaitingOperator(BaseOperator):
             self.log.exception("Could not cancel job %s; it may still be running", ref)
 
 
-def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime | None, cancel_on_kill: bool):
+def defer_on_job(
+    task,
+    ref: JobRef,
+    *,
+    poll_interval: float,
+    deadline: datetime | None,
+    cancel_on_kill: bool,
+    not_found_ok: bool = False,
+):
     """Hand the wait for ``ref`` to :class:`BigQueryJobTrigger`; resume in ``task.execute_complete``.
 
     The one deferral used by every operator and the sensor: the trigger enforces ``deadline`` itself
     and Airflow's deferral timeout is only a backstop after it (see :func:`_defer_timeout`).
-    ``task`` provides ``gcp_conn_id`` and ``request_timeout``.
+    ``task`` provides ``gcp_conn_id`` and ``request_timeout``. ``not_found_ok``: the job may not
+    exist yet (the sensor's ``wait_for_existence``); a 404 then means "keep waiting".
     """
     task.defer(
         trigger=job_trigger.BigQueryJobTrigger(
@@ -162,6 +179,7 @@ def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime 
             deadline=deadline.timestamp() if deadline else None,
             cancel_on_kill=cancel_on_kill,
             request_timeout=task.request_timeout,
+            **({"not_found_ok": True} if not_found_ok else {}),
         ),
         method_name="execute_complete",
         timeout=_defer_timeout(deadline),
