@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Protocol
 from airflow_bqjobs.core.decision import Action, decide
 from airflow_bqjobs.core.errors import JobAlreadyExists, JobNotVisible
 from airflow_bqjobs.core.job_id import generation_job_id
-from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.job_ref import JobRef, ref_of_job
 
 MAX_GENERATIONS = 100
 # After a 409 the job may not be readable yet (eventual consistency): re-read on this schedule.
@@ -57,7 +57,7 @@ def attach_or_run(
         while True:
             action = decide(job, rerun_cancelled=rerun_cancelled)
             if action is Action.NEXT_GENERATION:
-                log(f"Job {ref} ended with an error; looking at the next generation of the job ID.")
+                log(f"Job {ref_of_job(job, ref)} ended with an error; looking at the next generation of the job ID.")
                 break
             if action is not Action.INSERT:
                 return Outcome(job=job, ref=ref, action=action, generation=generation)

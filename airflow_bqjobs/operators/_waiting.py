@@ -21,7 +21,7 @@ from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
-from airflow_bqjobs.core.job_ref import JobRef, ref_of_job, validate_location, validate_project_id
+from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
 from airflow_bqjobs.core.progress import ProgressReporter, final_line
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments

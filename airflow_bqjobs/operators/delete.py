@@ -11,8 +11,8 @@ from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.core.job_listing import to_epoch_ms
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
-from airflow_bqjobs.core.purge import default_min_creation, run_labels, select_run_jobs, task_label_values
 from airflow_bqjobs.core.job_refs import parse_job_refs
+from airflow_bqjobs.core.purge import default_min_creation, run_labels, select_run_jobs, task_label_values
 from airflow_bqjobs.core.transient import error_reason
 from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._job_set import JobSetOperator, Targets

@@ -24,7 +24,7 @@ from airflow_bqjobs._compat import (
 from airflow_bqjobs.core.arguments import validate_flag, validate_optional_flag
 from airflow_bqjobs.core.backoff import validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
-from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
+from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, ref_of_job, validate_location, validate_project_id
 from airflow_bqjobs.core.job_refs import parse_one_job_ref
 from airflow_bqjobs.core.summary import summarize_job
