@@ -17,8 +17,8 @@ def get_provider_info() -> dict:
         "name": "BigQuery Jobs",
         "description": (
             "Runs `BigQuery <https://cloud.google.com/bigquery>`__ jobs under deterministic job IDs, "
-            "so that a retried or cleared task reattaches to its job instead of running (and paying "
-            "for) it twice.\n"
+            "so that a retried task reattaches to its job instead of running (and paying for) it "
+            "twice; clearing a task or DAG run starts a new job (unless reattach_on_clear=True).\n"
         ),
         # Keep in step with airflow_bqjobs.__version__ (the distribution's version).
         "versions": ["0.1.0"],
@@ -42,6 +42,7 @@ def get_provider_info() -> dict:
                     "airflow_bqjobs.operators.submit",
                     "airflow_bqjobs.operators.cancel",
                     "airflow_bqjobs.operators.delete",
+                    "airflow_bqjobs.operators.get",
                     "airflow_bqjobs.operators.list",
                     "airflow_bqjobs.operators.rerun",
                 ],

@@ -12,7 +12,8 @@ Run it against the local emulator with ``bash scripts/run_examples.sh``. The flo
    ``local.events``: the file travels with the job insert, so a retry never uploads twice.
 5. ``count_events`` queries the table; ``recount_events`` (BigQueryRerunJobOperator) repeats that
    query job with a configuration override, as BigQuery's "repeat job" does.
-6. ``list_run_jobs`` (BigQueryListJobsOperator) lists this DAG run's jobs by their Airflow labels.
+6. ``list_run_jobs`` (BigQueryListJobsOperator) lists this DAG run's jobs by their Airflow labels;
+   ``show_report_job`` (BigQueryGetJobOperator) reads the report job, like ``bq show -j``.
 7. ``delete_runaway_metadata`` (BigQueryDeleteJobMetadataOperator) deletes the cancelled job's
    metadata from BigQuery's job history.
 
@@ -35,10 +36,10 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, task
 
-from airflow_bqjobs.core.labels import sanitize_label_value
 from airflow_bqjobs.operators import (
     BigQueryCancelJobOperator,
     BigQueryDeleteJobMetadataOperator,
+    BigQueryGetJobOperator,
     BigQueryListJobsOperator,
     BigQueryRerunJobOperator,
     BigQuerySubmitJobOperator,
@@ -100,8 +101,6 @@ with DAG(
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     default_args={"retries": 2, "poll_interval": 2.0},
-    # Job label values are sanitised (lower case, "_" for ":", "+", ...): "{{ run_id | label_value }}".
-    user_defined_filters={"label_value": sanitize_label_value},
     tags=["example", "bigquery"],
 ) as dag:
     other_teams = start_other_teams_jobs()
@@ -171,15 +170,17 @@ with DAG(
         deferrable=True,
     )
 
-    # The jobs this DAG run's operators created (the other team's jobs carry no Airflow labels).
+    # The jobs this DAG run's operators created, found by their airflow-dag / airflow-run labels
+    # (the other team's jobs carry none). The raw IDs are sanitised as the labels were written.
     list_run_jobs = BigQueryListJobsOperator(
         task_id="list_run_jobs",
-        labels={
-            "airflow-dag": "{{ dag.dag_id | label_value }}",
-            "airflow-run": "{{ run_id | label_value }}",
-        },
+        airflow_dag_id="{{ dag.dag_id }}",
+        airflow_run_id="{{ run_id }}",
         max_results=None,
     )
+
+    # "View job details" (bq show -j): the report job's summary to XCom, without waiting.
+    show_report_job = BigQueryGetJobOperator(task_id="show_report_job", job_id=other_teams["report"])
 
     # Job history clean-up: only DONE jobs can be deleted, so wait for the cancel to take effect.
     # This also erases the job's exactly-once record: a rerun of this DAG run inserts it again.
@@ -191,3 +192,4 @@ with DAG(
 
     load_events >> count_events >> recount_events
     [wait_for_report, cancel_runaway, recount_events] >> list_run_jobs >> delete_runaway_metadata
+    wait_for_report >> show_report_job

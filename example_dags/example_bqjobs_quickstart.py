@@ -35,8 +35,11 @@ with DAG(
         deferrable=False,
     )
 
-    # Mapped: one job per map index, each with its own deterministic ID.
-    per_region = BigQuerySubmitJobOperator.partial(task_id="per_region", deferrable=True).expand(
+    # Mapped: one job per map index, each with its own deterministic ID. A run ID is no valid label
+    # value as it is: the label_value filter sanitises it as the provider's own airflow-run label.
+    per_region = BigQuerySubmitJobOperator.partial(
+        task_id="per_region", deferrable=True, labels={"run": "{{ run_id | label_value }}"}
+    ).expand(
         configuration=[
             {"query": {"query": f"SELECT total FROM local.daily_totals WHERE region = '{region}'", "useLegacySql": False}}
             for region in ("emea", "apac")

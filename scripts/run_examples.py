@@ -1,21 +1,23 @@
 """Run every example DAG in example_dags/ end to end against a BigQuery endpoint (the emulator).
 
-Started by scripts/run_examples.sh, which provides the environment: BIGQUERY_EMULATOR_HOST, a
-temporary AIRFLOW_HOME with a migrated metadata DB, AIRFLOW__CORE__DAGS_FOLDER=example_dags.
+Started by scripts/run_examples.sh, which provides the environment: BIGQUERY_EMULATOR_HOST, an
+AIRFLOW_HOME with a migrated metadata DB, AIRFLOW__CORE__DAGS_FOLDER=example_dags.
 
 1. Parses example_dags/ with Airflow's DagBag and collects its DAGs and import errors.
 2. First pass: ``dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)`` for each DAG (run ID
-   ``manual__2025-01-01T00:00:00+00:00``), then prints the jobs the endpoint holds (``jobs.list``:
-   id, type, state, error).
-   It also reads, from Airflow's metadata DB, the return values of the first pass's
-   delete-metadata tasks (BigQueryDeleteJobMetadataOperator): the jobs whose metadata they deleted.
+   ``manual__2025-01-01T00:00:00+00:00``). After each DAG run it prints one row per task: the job
+   the task created or acted on, what it did (``inserted`` a new job, ``reattached`` to a running
+   one, ``reused`` a finished one; or the sensor's, cancel's, delete's, list's outcome), the job's
+   state, bytes and labels. "inserted / reattached / reused" is read from BigQuery, not from our
+   logs: a job absent before the DAG run was inserted by it; one present and unfinished was
+   reattached to; one present and DONE was reused.
 3. Second pass: the same DAG runs again (``dag.test()`` deletes the run and creates it afresh under
-   the same run ID, task try numbers starting at 1 again), then prints how many jobs appeared and
-   how many of them are re-creations of the jobs the first pass deleted (new jobs are those listed
-   now but not after the first pass, plus those the second pass's delete tasks deleted that were not
-   there after the first pass: created and deleted again within the pass). Job IDs are deterministic,
-   so the tasks reattach to the first pass's jobs; only a job whose metadata was deleted (and with
-   it the exactly-once record) is legitimately created again. Any other new job is unexpected.
+   the same run ID, try numbers starting at 1 again). Job IDs are deterministic, so the tasks reuse
+   the first pass's jobs; only a job whose metadata the first pass deleted (and with it its
+   exactly-once record) is legitimately created again. Any other new job is unexpected.
+
+With ``--log-file``, everything Airflow prints (the full task logs, progress lines included) goes
+to that file and only the report to the terminal.
 
 Exit status: 1 when any DAG fails to import or any DAG run of either pass does not succeed;
 with --expect-no-new-jobs also when the second pass created unexpected jobs. Otherwise 0.
@@ -34,7 +36,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOGICAL_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
-JOB_COLUMNS = ["id", "type", "state", "error"]
+AIRFLOW_KEYS = ("airflow-dag", "airflow-task", "airflow-run", "airflow-map-index")
+REPORT = sys.stdout  # replaced by the terminal's stdout when Airflow's output goes to --log-file
+
+
+def say(text: str = "") -> None:
+    print(text, file=REPORT, flush=True)
 
 
 @dataclass
@@ -44,6 +51,7 @@ class RunResult:
     seconds: float
     tasks: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
+    rows: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -70,25 +78,31 @@ def bigquery_client():
     return bigquery.Client(project=project, credentials=AnonymousCredentials())
 
 
-def list_jobs(client) -> list[dict]:
-    jobs = []
+def list_jobs(client) -> dict[str, dict]:
+    """{job ID: compact job} of every job the endpoint holds, from BigQuery's own resources."""
+    from airflow_bqjobs.core.progress import format_bytes
+
+    jobs = {}
     for job in client.list_jobs(all_users=True, max_results=10_000):
-        error = job.error_result or {}
-        jobs.append(
-            {
-                "id": job.job_id,
-                "type": job.job_type,
-                "state": job.state,
-                "error": f"{error.get('reason', '')}: {error.get('message', '')}" if error else "",
-                "created": job.created.strftime("%H:%M:%S") if job.created else "",
-            }
-        )
+        resource = job._properties
+        stats = resource.get("statistics") or {}
+        error = (resource.get("status") or {}).get("errorResult") or {}
+        size = (stats.get("query") or {}).get("totalBytesProcessed") or (stats.get("load") or {}).get("inputFileBytes")
+        jobs[job.job_id] = {
+            "id": job.job_id,
+            "type": job.job_type,
+            "state": job.state + (f" ({error.get('reason')})" if error else ""),
+            "done": job.state == "DONE",
+            "bytes": format_bytes(int(size)) if size not in (None, "") else "",
+            "labels": dict(((resource.get("configuration") or {}).get("labels")) or {}),
+            "error": f"{error.get('reason', '')}: {error.get('message', '')}" if error else "",
+        }
     return jobs
 
 
 def print_table(rows: list[dict], columns: list[str], truncate: dict[str, int] | None = None) -> None:
     if not rows:
-        print("  (none)")
+        say("  (none)")
         return
     truncate = truncate or {}
 
@@ -98,18 +112,79 @@ def print_table(rows: list[dict], columns: list[str], truncate: dict[str, int] |
         return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
     widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
-    print("  " + "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    print("  " + "  ".join("-" * widths[c] for c in columns))
+    say("  " + "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    say("  " + "  ".join("-" * widths[c] for c in columns))
     for row in rows:
-        print("  " + "  ".join(cell(row, c).ljust(widths[c]) for c in columns).rstrip())
+        say("  " + "  ".join(cell(row, c).ljust(widths[c]) for c in columns).rstrip())
 
 
-def run_pass(dags, label: str) -> list[RunResult]:
+# -- what each task did -------------------------------------------------------------------------
+
+
+def return_values(dag_id: str, run_id: str) -> dict[tuple[str, int], object]:
+    """{(task_id, map_index): return value} the DAG run's tasks left in Airflow's metadata DB."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    values = {}
+    with create_session() as session:
+        for xcom in session.scalars(XComModel.get_many(run_id=run_id, key="return_value", dag_ids=dag_id)):
+            values[(xcom.task_id, xcom.map_index)] = XComModel.deserialize_value(xcom)
+    return values
+
+
+def creation_action(job_id: str, before: dict[str, dict]) -> str:
+    """What the DAG run did to get this job, as BigQuery shows it (see the module docstring)."""
+    if job_id not in before:
+        return "inserted"
+    return "reused" if before[job_id]["done"] else "reattached"
+
+
+def task_rows(dag, run_id: str, before: dict[str, dict], after: dict[str, dict]) -> list[dict]:
+    """One row per (task, job): which job, what the task did with it, its state, bytes and labels."""
+    from airflow_bqjobs.operators import (
+        BigQueryCancelJobOperator,
+        BigQueryDeleteJobMetadataOperator,
+        BigQueryGetJobOperator,
+        BigQueryListJobsOperator,
+    )
+    from airflow_bqjobs.sensors.job import BigQueryJobSensor
+
+    rows = []
+    for (task_id, map_index), value in sorted(return_values(dag.dag_id, run_id).items()):
+        task = dag.get_task(task_id)
+        name = task_id + (f"[{map_index}]" if map_index >= 0 else "")
+
+        def row(job_id, action):
+            job = after.get(job_id, {})
+            labels = ", ".join(f"{k}={v}" for k, v in job.get("labels", {}).items() if k not in AIRFLOW_KEYS)
+            return {"task": name, "action": action, "state": job.get("state", "(metadata deleted)"),
+                    "bytes": job.get("bytes", ""), "labels": labels, "job id": job_id}
+
+        if isinstance(task, BigQueryListJobsOperator):
+            rows.append({"task": name, "action": f"listed {len(value)} job(s)"})
+        elif isinstance(task, (BigQueryCancelJobOperator, BigQueryDeleteJobMetadataOperator)):
+            verb = "cancel" if isinstance(task, BigQueryCancelJobOperator) else "delete metadata"
+            rows += [row(entry["job"]["jobId"], f"{verb}: {entry['outcome']}") for entry in value]
+        elif isinstance(task, BigQueryJobSensor):
+            rows.append(row(value["jobId"], "waited for it"))
+        elif isinstance(task, BigQueryGetJobOperator):
+            rows.append(row(value["job_id"], "read it"))
+        elif isinstance(value, dict) and "jobId" in value:  # submit, rerun
+            rows.append(row(value["jobId"], creation_action(value["jobId"], before)))
+        elif isinstance(value, dict) and all(isinstance(v, dict) and "jobId" in v for v in value.values()):
+            rows += [row(v["jobId"], creation_action(v["jobId"], before)) for v in value.values()]
+    return rows
+
+
+def run_pass(dags, label: str, client) -> list[RunResult]:
+    from airflow_bqjobs.core.labels import sanitize_label_value
+
     results = []
     for dag in dags:
-        print(f"\n===== {label}: {dag.dag_id} (logical date {LOGICAL_DATE.isoformat()}) =====", flush=True)
+        before = list_jobs(client)
         started = time.monotonic()
-        state, tasks, run_id = "error", {}, None
+        state, tasks, run_id, rows = "error", {}, None, []
         try:
             # run_after too: Airflow 3.3 derives the run ID from run_after (default: now), so a
             # fixed run_after makes both passes run the same DAG run, manual__<LOGICAL_DATE>.
@@ -117,64 +192,51 @@ def run_pass(dags, label: str) -> list[RunResult]:
             state = str(getattr(dag_run.state, "value", dag_run.state))
             run_id = dag_run.run_id
             tasks = {
-                ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(
-                    getattr(ti.state, "value", ti.state)
-                )
+                ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(getattr(ti.state, "value", ti.state))
                 for ti in dag_run.get_task_instances()
             }
+            rows = task_rows(dag, run_id, before, list_jobs(client))
         except Exception:
-            traceback.print_exc()
-        results.append(RunResult(dag.dag_id, state, time.monotonic() - started, tasks, run_id))
+            traceback.print_exc(file=REPORT)
+        result = RunResult(dag.dag_id, state, time.monotonic() - started, tasks, run_id, rows)
+        results.append(result)
+        failed = sorted(t for t, s in tasks.items() if s != "success")
+        say(f"\n{label}: {dag.dag_id}, run {run_id}: {state} in {result.seconds:.1f} s"
+            + (f"; tasks not successful: {', '.join(f'{t}={tasks[t]}' for t in failed)}" if failed else ""))
+        print_table(rows, ["task", "action", "state", "bytes", "labels", "job id"])
+        if run_id:
+            say(f"  every job of these tasks also carries airflow-dag={sanitize_label_value(dag.dag_id)},"
+                f" airflow-task=<task>, airflow-run={sanitize_label_value(run_id)}")
     return results
 
 
-def deleted_job_ids(dags, results: list[RunResult]) -> dict[str, str]:
-    """{job ID: "dag.task"} of the jobs whose metadata the runs' delete-metadata tasks deleted.
-
-    Read from the return values (XCom ``return_value``) the tasks left in Airflow's metadata DB: one
-    entry per job, ``{"job": <jobReference>, "outcome", ...}``; only ``deleted`` ones count.
-    """
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    from airflow_bqjobs.operators import BigQueryDeleteJobMetadataOperator
-
-    deleted = {}
-    run_ids = {r.dag_id: r.run_id for r in results if r.run_id}
-    with create_session() as session:
-        for dag in dags:
-            task_ids = [t.task_id for t in dag.tasks if isinstance(t, BigQueryDeleteJobMetadataOperator)]
-            if not task_ids or dag.dag_id not in run_ids:
-                continue
-            query = XComModel.get_many(
-                run_id=run_ids[dag.dag_id], key="return_value", dag_ids=dag.dag_id, task_ids=task_ids
-            )
-            for xcom in session.scalars(query):
-                for entry in XComModel.deserialize_value(xcom) or []:
-                    if entry.get("outcome") == "deleted":
-                        deleted[entry["job"]["jobId"]] = f"{dag.dag_id}.{xcom.task_id}"
-    return deleted
+def deleted_job_ids(results: list[RunResult]) -> dict[str, str]:
+    """{job ID: "dag.task"} of the jobs whose metadata the runs' delete-metadata tasks deleted."""
+    return {
+        row["job id"]: f"{r.dag_id}.{row['task']}"
+        for r in results
+        for row in r.rows
+        if row.get("action") == "delete metadata: deleted"
+    }
 
 
-def print_runs(results: list[RunResult]) -> None:
-    print_table(
-        [
-            {
-                "dag": r.dag_id,
-                "state": r.state,
-                "seconds": f"{r.seconds:.1f}",
-                "tasks": ", ".join(f"{t}={s}" for t, s in sorted(r.tasks.items())),
-            }
-            for r in results
-        ],
-        ["dag", "state", "seconds", "tasks"],
-    )
+def redirect_airflow_output(path: Path) -> None:
+    """Send fd 1 and 2 (Airflow's logs, task output) to ``path``; the report keeps the terminal."""
+    global REPORT
+    REPORT = os.fdopen(os.dup(1), "w", buffering=1)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dags-folder", type=Path, default=REPO_ROOT / "example_dags")
     parser.add_argument("--dag-id", action="append", help="run only this DAG (repeatable)")
+    parser.add_argument("--log-file", type=Path, help="write Airflow's output (full task logs) there")
     parser.add_argument(
         "--expect-no-new-jobs",
         action="store_true",
@@ -183,66 +245,52 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not os.environ.get("BIGQUERY_EMULATOR_HOST"):
         parser.error("BIGQUERY_EMULATOR_HOST is not set: start this through scripts/run_examples.sh")
+    if args.log_file:
+        redirect_airflow_output(args.log_file)
 
     started = time.monotonic()
     dags, import_errors = load_dags(args.dags_folder, set(args.dag_id) if args.dag_id else None)
     for name, error in import_errors.items():
-        print(f"\nIMPORT ERROR in {name}:\n{error}", file=sys.stderr)
+        say(f"\nIMPORT ERROR in {name}:\n{error}")
     if not dags:
-        print(f"no DAGs found in {args.dags_folder}", file=sys.stderr)
+        say(f"no DAGs found in {args.dags_folder}")
         return 1
-    print(f"DAGs: {', '.join(d.dag_id for d in dags)}")
+    say(f"DAGs: {', '.join(d.dag_id for d in dags)}; each DAG run twice (the same run ID both times)")
 
     client = bigquery_client()
-    before = {j["id"] for j in list_jobs(client)}
+    at_start = set(list_jobs(client))
+    first = run_pass(dags, "First run", client)
+    after_first = list_jobs(client)
+    deleted_in_first = deleted_job_ids(first)
 
-    first = run_pass(dags, "first run")
-    jobs_after_first = list_jobs(client)
-    first_ids = {j["id"] for j in jobs_after_first}
-    # Deleting a job's metadata erases its exactly-once record: the second pass may re-create it.
-    deleted_in_first = deleted_job_ids(dags, first)
+    second = run_pass(dags, "Second run (same DAG runs again)", client)
+    after_second = list_jobs(client)
+    deleted_in_second = deleted_job_ids(second)
+    new_in_second = sorted(set(after_second) - set(after_first))
+    new_in_second += sorted(i for i in deleted_in_second if i not in after_first and i not in new_in_second)
+    recreated = [i for i in new_in_second if i in deleted_in_first]
+    unexpected = [i for i in new_in_second if i not in deleted_in_first]
 
-    second = run_pass(dags, "second run (same DAG runs again)")
-    jobs_after_second = list_jobs(client)
-    # A job the second pass created and then deleted is no longer listed: its delete task says so.
-    deleted_in_second = deleted_job_ids(dags, second)
-    new_in_second = [j for j in jobs_after_second if j["id"] not in first_ids]
-    new_in_second += [
-        {"id": i, "state": "(metadata deleted)", "error": f"deleted by {t}"}
-        for i, t in sorted(deleted_in_second.items())
-        if i not in first_ids and i not in {j["id"] for j in new_in_second}
-    ]
-    recreated = [dict(j, deleted_by=deleted_in_first[j["id"]]) for j in new_in_second if j["id"] in deleted_in_first]
-    unexpected = [j for j in new_in_second if j["id"] not in deleted_in_first]
-
-    print("\n===== summary =====")
-    print("\nFirst run:")
-    print_runs(first)
-    print(f"\nJobs in the emulator after the first run ({len(first_ids - before)} new, {len(first_ids)} in all):")
-    print_table(jobs_after_first, JOB_COLUMNS, {"error": 100})
-    print(f"\nJobs whose metadata the first run deleted: {len(deleted_in_first)}")
-    if deleted_in_first:
-        print_table([{"id": i, "deleted_by": t} for i, t in sorted(deleted_in_first.items())], ["id", "deleted_by"])
-    print("\nSecond run of the same DAG runs:")
-    print_runs(second)
-    print(f"\nNew jobs created by the second run: {len(new_in_second)}")
-    print(f"  of which re-creations of jobs the first run deleted: {len(recreated)}")
-    if recreated:
-        print_table(recreated, ["id", "state", "deleted_by"])
-    print(f"  unexpected: {len(unexpected)} (expected 0)")
-    if unexpected:
-        print_table(unexpected, JOB_COLUMNS, {"error": 100})
+    say("\n===== summary =====")
+    say(f"First run: {len(set(after_first) - at_start)} new job(s); the emulator holds {len(after_first)}.")
+    say(f"Second run: {len(unexpected)} new jobs (expected 0): every task reused the job of the first run,")
+    say("  except where the first run deleted a job's metadata, and with it its exactly-once record:")
+    say(f"  re-created: {len(recreated)}" + (f" ({', '.join(f'{i} deleted by {deleted_in_first[i]}' for i in recreated)})"
+                                            if recreated else ""))
+    for job_id in unexpected:
+        job = after_second.get(job_id, {"state": "(metadata deleted)"})
+        say(f"  UNEXPECTED new job: {job_id} ({job['state']})")
 
     failed = [f"import {name}" for name in import_errors]
     failed += [f"first run {r.dag_id}: {r.state}" for r in first if not r.ok]
     failed += [f"second run {r.dag_id}: {r.state}" for r in second if not r.ok]
     if args.expect_no_new_jobs and unexpected:
         failed.append(f"second run created {len(unexpected)} unexpected job(s)")
-    print(f"\nrun_examples.py: {time.monotonic() - started:.1f} s")
+    say(f"run_examples.py: {time.monotonic() - started:.1f} s")
     if failed:
-        print("FAILED: " + "; ".join(failed), file=sys.stderr)
+        say("FAILED: " + "; ".join(failed))
         return 1
-    print("OK: every example DAG run succeeded, twice")
+    say("OK: every example DAG run succeeded, twice")
     return 0
 
 
@@ -257,4 +305,5 @@ if __name__ == "__main__":
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    REPORT.flush()
     os._exit(code)

@@ -3,6 +3,10 @@
 #
 #   bash scripts/run_examples.sh [run_examples.py args, e.g. --dag-id ID]; a second pass that creates any job other than re-creations of jobs whose metadata the first pass deleted fails the run
 #
+# Prints a short report (per DAG run: task, job, inserted/reattached/reused, state, bytes, labels);
+# everything else (uv, Airflow's full task logs, the emulator) goes to log files in a run directory
+# that is kept (its path is printed first and last).
+#
 # 1. the dev venv (.venv), exactly as scripts/test.sh makes it (scripts/_venv.sh);
 # 2. the emulator venv (.emulator-venv, Python 3.13): local-bigquery and DuckDB, with the DuckDB
 #    extensions it needs installed from PyPI wheels into DuckDB's extension directory
@@ -11,8 +15,9 @@
 #    and stops it on every exit path;
 # 4. a temporary AIRFLOW_HOME, `airflow db migrate` (while the emulator starts), then
 #    `python scripts/run_examples.py` with BIGQUERY_EMULATOR_HOST pointing at the emulator.
-# Settings: EMULATOR_PYTHON (a Python 3.13 interpreter), BQJOBS_KEEP_TMP=1 (keep logs and data),
-# AIRFLOW__LOGGING__LOGGING_LEVEL (default WARNING here; INFO for Airflow's full task logs).
+# Settings: EMULATOR_PYTHON (a Python 3.13 interpreter); BQJOBS_KEEP_EMULATOR=1 leaves the emulator
+# running after the run, to look at its jobs with `bq` or curl (the last lines say how, and how to
+# stop it); AIRFLOW__LOGGING__LOGGING_LEVEL (default INFO, into the task log file).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -108,6 +113,7 @@ free_port() {
 }
 
 TMP_DIR="$(mktemp -d "${TMPDIR:-/tmp}/bqjobs-examples.XXXXXX")"
+KEEP_EMULATOR="${BQJOBS_KEEP_EMULATOR:-0}"
 EMULATOR_PID=""
 MIGRATE_PID=""
 RUNNER_PID=""
@@ -120,7 +126,9 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         fi
     done
-    if [[ -n "$EMULATOR_PID" ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
+    if [[ -n "$EMULATOR_PID" && "$KEEP_EMULATOR" == 1 && $rc -eq 0 ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
+        show_emulator
+    elif [[ -n "$EMULATOR_PID" ]] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
         kill -TERM "$EMULATOR_PID" 2>/dev/null || true
         for _ in $(seq 1 50); do
             kill -0 "$EMULATOR_PID" 2>/dev/null || break
@@ -130,22 +138,39 @@ cleanup() {
         wait "$EMULATOR_PID" 2>/dev/null || true
         log "emulator stopped"
     fi
-    if [[ "${BQJOBS_KEEP_TMP:-0}" == 1 ]]; then
-        log "kept $TMP_DIR"
-    else
-        rm -rf "$TMP_DIR"
+    log "logs kept in $TMP_DIR: tasks.log (Airflow's full task logs, both runs), emulator.log, venv.log,"
+    log "  airflow-home/db-migrate.log; delete the directory when done (rm -rf $TMP_DIR)"
+    if [[ "$KEEP_EMULATOR" != 1 && $rc -eq 0 ]]; then
+        log "to look at the jobs yourself (bq, curl): BQJOBS_KEEP_EMULATOR=1 bash scripts/run_examples.sh"
     fi
     log "total $(elapsed) s (exit $rc)"
     exit "$rc"
+}
+show_emulator() {
+    local url="http://127.0.0.1:$PORT" jobs
+    jobs="$("$VENV_DIR/bin/python" -c "import json, urllib.request
+print(len(json.load(urllib.request.urlopen('$url/bigquery/v2/projects/$EMULATOR_PROJECT/jobs?allUsers=true&maxResults=1000')).get('jobs') or []))" 2>/dev/null || echo '?')"
+    log "the emulator keeps running at $url (pid $EMULATOR_PID, project $EMULATOR_PROJECT, $jobs jobs); look with:"
+    log "  bq --api $url --project_id $EMULATOR_PROJECT ls -j -a -n $jobs"
+    log "  bq --api $url --project_id $EMULATOR_PROJECT show -j <job id>"
+    log "  curl -s '$url/bigquery/v2/projects/$EMULATOR_PROJECT/jobs?allUsers=true&maxResults=1000'"
+    log "  (local-bigquery 0.3.2 answers nextPageToken: null, so 'bq ls -j' loops forever unless -n is"
+    log "  at most the number of jobs, $jobs here; bq may also want credentials: 'gcloud auth login' or"
+    log "  --use_google_auth with a service-account key, even though the emulator checks none)"
+    log "  stop it with: kill $EMULATOR_PID"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "dev venv"
-ensure_venv
+log "run directory (kept): $TMP_DIR"
+log "dev venv (uv's output: $TMP_DIR/venv.log)"
+if ! (ensure_venv) >"$TMP_DIR/venv.log" 2>&1; then
+    tail -n 40 "$TMP_DIR/venv.log" >&2
+    die "setting up .venv failed (log: $TMP_DIR/venv.log)"
+fi
 log "emulator venv"
-ensure_emulator_venv
+ensure_emulator_venv 2>>"$TMP_DIR/venv.log"
 
 # --- Airflow: a throwaway home; its DB migrates while the emulator starts ------------------------
 unset AIRFLOW_CONFIG AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
@@ -153,8 +178,8 @@ export AIRFLOW_HOME="$TMP_DIR/airflow-home"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__UNIT_TEST_MODE=False
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO_ROOT/example_dags"
-# Task logs at WARNING keep the output readable (failures still show); INFO shows everything.
-export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-WARNING}"
+# Full task logs (INFO: inserted / reattached lines, progress, final lines) go to tasks.log.
+export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
 export GOOGLE_CLOUD_PROJECT="$EMULATOR_PROJECT"
 # The provider's default connection (google_cloud_default compatible): the emulator's project.
 export AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT="{\"conn_type\": \"bigquery_jobs\", \"extra\": {\"project\": \"$EMULATOR_PROJECT\"}}"
@@ -205,10 +230,10 @@ if [[ $migrate_rc -ne 0 ]]; then
 fi
 log "airflow db migrated"
 
-log "python scripts/run_examples.py --expect-no-new-jobs $*"
+log "python scripts/run_examples.py --expect-no-new-jobs --log-file $TMP_DIR/tasks.log $*"
 rc=0
 # In the background and waited for, so that a TERM/INT to this script is handled at once.
-"$VENV_DIR/bin/python" scripts/run_examples.py --expect-no-new-jobs "$@" &
+"$VENV_DIR/bin/python" scripts/run_examples.py --expect-no-new-jobs --log-file "$TMP_DIR/tasks.log" "$@" &
 RUNNER_PID=$!
 wait "$RUNNER_PID" || rc=$?
 RUNNER_PID=""

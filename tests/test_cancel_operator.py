@@ -116,10 +116,9 @@ def test_missing_ok_reports_not_found(fake_bq, bq_client):
     [("bad id!", "job_id"), ([], "job_id"), (["ok", 7], "job_id[1]"), ("p:job", "job_id"), ("{'jobId': ", "job_id"),
      ({"location": "US"}, "job_id")],
 )
-def test_bad_job_id_fails_before_any_request(fake_bq, job_id, field):
-    op = cancel(job_id)
+def test_bad_job_id_fails_at_dag_parse_time(fake_bq, job_id, field):
     with pytest.raises(InvalidJobInput) as err:
-        op.execute(make_context(op))
+        cancel(job_id)
     assert err.value.field == field
     assert fake_bq.calls == []
 

@@ -144,10 +144,9 @@ def test_deleting_the_parent_deletes_its_children(fake_bq, bq_client):
     [({"job_id": "a b"}, "job_id"), ({"job_id": []}, "job_id"), ({"job_id": "x", "location": "U S"}, "location"),
      ({"job_id": "x", "project_id": "Bad_Project"}, "project_id")],
 )
-def test_bad_input_fails_before_any_request(fake_bq, kwargs, field):
-    op = BigQueryDeleteJobMetadataOperator(task_id="delete", **kwargs)
+def test_bad_input_fails_at_dag_parse_time(fake_bq, kwargs, field):
     with pytest.raises(InvalidJobInput) as err:
-        op.execute(make_context(op))
+        BigQueryDeleteJobMetadataOperator(task_id="delete", **kwargs)
     assert err.value.field == field and fake_bq.calls == []
 
 
@@ -217,10 +216,9 @@ def test_purge_of_the_current_run_starts_listing_at_its_run_after(fake_bq, bq_cl
     [({"purge_task_ids": [""]}, "purge_task_ids"), ({"purge_task_ids": {"t": 1}}, "purge_task_ids"),
      ({"min_creation_time": "yesterday"}, "min_creation_time"), ({"purge_run_id": 5}, "purge_run_id")],
 )
-def test_purge_bad_input_fails_before_any_request(fake_bq, kwargs, field):
-    op = delete(purge=True, **kwargs)
+def test_purge_bad_input_fails_at_dag_parse_time(fake_bq, kwargs, field):
     with pytest.raises(InvalidJobInput) as err:
-        op.execute(purge_context(op))
+        delete(purge=True, **kwargs)
     assert err.value.field == field and fake_bq.calls == []
 
 

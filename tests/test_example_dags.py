@@ -50,6 +50,9 @@ def test_quickstart_defers_succeeds_and_reruns_without_new_jobs(example_dags, fa
     deferred = {j["job_id"] for j in fake_bq.jobs if j["labels"]["airflow-task"] in ("build_daily_totals", "per_region")}
     assert sorted(triggered_jobs) == sorted(deferred) and len(deferred) == 3
     assert fake_bq.job(min(deferred, key=lambda i: "per_region" in i))["labels"]["team"] == "analytics"
+    # The label_value filter works in a mapped task's templates too (Airflow renders the unmapped task).
+    regions = [j for j in fake_bq.jobs if j["labels"]["airflow-task"] == "per_region"]
+    assert len(regions) == 2 and all(j["labels"]["run"] == j["labels"]["airflow-run"] for j in regions)
 
     again = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
     assert again.state == "success"
@@ -76,7 +79,7 @@ def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_b
     run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
     assert run.state == "success"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert set(states.values()) == {"success"} and len(states) == 8, states
+    assert set(states.values()) == {"success"} and len(states) == 9, states
 
     (other,) = _return_values(run, "start_other_teams_jobs")
     report, runaway = other["report"]["jobId"], other["runaway"]["jobId"]
@@ -101,6 +104,9 @@ def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_b
     listed = _return_values(run, "list_run_jobs")[0]
     assert sorted(j["labels"]["airflow-task"] for j in listed) == ["count_events", "load_events", "recount_events"]
     assert fake_bq.count_jobs() == 4  # report + the 3 above (runaway deleted)
+    # The show-job task read the report job without waiting.
+    (shown,) = _return_values(run, "show_report_job")
+    assert (shown["job_id"], shown["state"]) == (report, "DONE")
 
     # The same DAG run again: everything reattaches, except the job whose metadata was deleted
     # (that erased its exactly-once record): the other team's runaway job is inserted once more.

@@ -125,11 +125,10 @@ def test_transient_errors_are_retried(fake_bq, bq_client):
         ({"all_users": "yes"}, "all_users"),
     ],
 )
-def test_bad_filters_fail_before_any_request(fake_bq, kwargs, field):
+def test_bad_filters_fail_at_dag_parse_time(fake_bq, kwargs, field):
     kwargs.setdefault("project_id", "test-project")
-    op = BigQueryListJobsOperator(task_id="list", **kwargs)
     with pytest.raises(InvalidJobInput) as err:
-        op.execute(make_context(op))
+        BigQueryListJobsOperator(task_id="list", **kwargs)
     assert err.value.field == field and fake_bq.calls == []
 
 

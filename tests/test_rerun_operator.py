@@ -203,9 +203,8 @@ def test_deferrable_rerun_waits_in_the_trigger(emulator, fake_bq):
 def test_bad_or_missing_source_fails_before_any_insert(emulator, fake_bq):
     with pytest.raises(InvalidJobInput, match="configuration_overrides"):
         rerun_op("x", configuration_overrides=["not", "a", "dict"])
-    op = rerun_op("not a job id!")
     with pytest.raises(InvalidJobInput, match="source_job"):
-        op.execute(make_context(op))
+        rerun_op("not a job id!")
     assert fake_bq.calls == []
     op = rerun_op("US.no_such_job")
     with pytest.raises(InvalidJobInput, match="source_job: no job test-project:US.no_such_job"):

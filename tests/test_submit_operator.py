@@ -71,7 +71,7 @@ def test_deferrable_path_defers_with_no_credentials_and_completes(fake_bq):
     assert isinstance(trigger, BigQueryJobTrigger)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_bqjobs.triggers.job.BigQueryJobTrigger"
-    assert set(kwargs) == {"job", "gcp_conn_id", "poll_interval", "deadline", "cancel_on_kill", "request_timeout"}
+    assert set(kwargs) == {"job", "gcp_conn_id", "poll_interval", "deadline", "cancel_on_kill", "request_timeout", "not_found_ok"}
     assert only_job(fake_bq)["state"] != "DONE"
     event = first_event(rebuild_trigger(trigger))
     assert event["status"] == "done"
@@ -189,9 +189,8 @@ def test_bad_input_fails_before_anything_is_sent(fake_bq):
         submit(configuration={"query": {}, "load": {}})
     with pytest.raises(ValueError, match="job_id and job_id_prefix"):
         submit(job_id="x", job_id_prefix="y")
-    op = submit(labels={"Bad Key": "x"})
     with pytest.raises(InvalidJobInput, match="labels"):
-        op.execute(make_context(op))
+        submit(labels={"Bad Key": "x"})
     assert fake_bq.calls == []
 
 

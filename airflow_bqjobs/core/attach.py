@@ -33,7 +33,7 @@ from typing import Callable, Mapping, Protocol
 from airflow_bqjobs.core.decision import Action, decide
 from airflow_bqjobs.core.errors import JobAlreadyExists, JobNotVisible
 from airflow_bqjobs.core.job_id import generation_job_id
-from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.job_ref import JobRef, ref_of_job
 
 MAX_GENERATIONS = 100
 # After a 409 the job may not be readable yet (eventual consistency): re-read on this schedule.
@@ -61,14 +61,6 @@ class _Located(Exception):
 
     def __init__(self, base: JobRef):
         self.base = base
-
-
-def located_ref(ref: JobRef, job: Mapping | None) -> JobRef:
-    """``ref`` with the location (and project) BigQuery reports in ``job``'s ``jobReference``."""
-    reported = (job or {}).get("jobReference") or {}
-    location = reported.get("location") or ref.location
-    project = ref.project_id or reported.get("projectId")
-    return JobRef(ref.job_id, project, location)
 
 
 def generation_of(job_id: str, base_job_id: str) -> int | None:
@@ -146,10 +138,10 @@ def _walk(api, base, insert_job, rerun_cancelled, bound, locate, max_generations
                 )
             continue
         if action is not Action.INSERT:
-            return Outcome(job=job, ref=located_ref(ref, job), action=action, generation=generation)
+            return Outcome(job=job, ref=ref_of_job(job, ref), action=action, generation=generation)
         try:
             job = insert_job(ref)
-            return Outcome(job=job, ref=located_ref(ref, job), action=Action.INSERT, generation=generation)
+            return Outcome(job=job, ref=ref_of_job(job, ref), action=Action.INSERT, generation=generation)
         except JobAlreadyExists:
             log(f"Job ID {ref} was taken meanwhile (409 duplicate); reading that job.")
             job = _read_after_conflict(api, base, ref, sleep, locate, log)

@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.core.job_ref import parse_job_ref, validate_project_id
-from airflow_bqjobs.core.labels import validate_labels
+from airflow_bqjobs.core.labels import DAG_LABEL, RUN_LABEL, TASK_LABEL, sanitize_label_value, validate_labels
 from airflow_bqjobs.core.summary import summarize_job
 
 STATES = ("pending", "running", "done")
@@ -65,6 +65,9 @@ def build_list_query(
     max_results: Any = DEFAULT_MAX_RESULTS,
     parent_job_id: Any = None,
     labels: Any = None,
+    airflow_dag_id: Any = None,
+    airflow_run_id: Any = None,
+    airflow_task_id: Any = None,
 ) -> JobListQuery:
     """Validate every filter, raising :class:`InvalidJobInput` naming the first bad one."""
     if not isinstance(all_users, bool):
@@ -81,8 +84,45 @@ def build_list_query(
         max_creation_time_ms=high,
         max_results=validate_max_results(max_results),
         parent_job_id=None if parent_job_id is None else parse_job_ref(parent_job_id, field="parent_job_id").job_id,
-        labels=validate_labels(labels, "labels"),
+        labels=with_airflow_filter(
+            validate_labels(labels, "labels"),
+            airflow_dag_id=airflow_dag_id,
+            airflow_run_id=airflow_run_id,
+            airflow_task_id=airflow_task_id,
+        ),
     )
+
+
+AIRFLOW_FILTERS = {"airflow_dag_id": DAG_LABEL, "airflow_run_id": RUN_LABEL, "airflow_task_id": TASK_LABEL}
+
+
+def airflow_filter_value(value: Any, field: str) -> str | None:
+    """An Airflow id to find jobs by, as the provider writes it into its ``airflow-*`` label."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidJobInput(field, f"must be a non-empty string, got {value!r}")
+    return sanitize_label_value(value)
+
+
+def with_airflow_filter(labels: Mapping[str, str], **ids: Any) -> dict[str, str]:
+    """``labels`` plus the ``airflow-dag`` / ``airflow-run`` / ``airflow-task`` values of the ids given.
+
+    The ids are sanitised exactly as the submit operator sanitises them into its labels, so
+    ``airflow_run_id="manual__2025-01-01T00:00:00+00:00"`` finds that run's jobs.
+    """
+    merged = dict(labels)
+    for field_name, value in ids.items():
+        wanted = airflow_filter_value(value, field_name)
+        if wanted is None:
+            continue
+        key = AIRFLOW_FILTERS[field_name]
+        if key in merged and merged[key] != wanted:
+            raise InvalidJobInput(
+                field_name, f"{value!r} (label {key}={wanted!r}) contradicts labels[{key!r}]={merged[key]!r}"
+            )
+        merged[key] = wanted
+    return merged
 
 
 def parse_states(value: Any, field: str = "state_filter") -> tuple[str, ...]:

@@ -134,3 +134,14 @@ def _from_text(text: str, field: str) -> JobRef:
             raise InvalidJobInput(field, f"{text!r} has more than one '.'; {_FORMS}")
         return JobRef(job_id=job_id, project_id=project, location=location)
     return JobRef(job_id=text, project_id=project)
+
+
+def ref_of_job(job: Mapping | None, fallback: JobRef) -> JobRef:
+    """The job's own reference (BigQuery fills in the location), else ``fallback``: what logs and errors name.
+
+    One format for a job everywhere: ``project:LOCATION.job_id`` once BigQuery has said where it runs.
+    """
+    reference = (job or {}).get("jobReference")
+    if not isinstance(reference, Mapping) or not reference.get("jobId"):
+        return fallback
+    return parse_job_ref(reference, field="jobReference").with_defaults(fallback.project_id, fallback.location)

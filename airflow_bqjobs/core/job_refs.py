@@ -56,3 +56,13 @@ def _literal(value: Any, field: str) -> Any:
         return ast.literal_eval(value.strip())
     except (ValueError, SyntaxError):
         raise InvalidJobInput(field, f"{value[:80]!r} looks like a dict or list but is not a valid literal") from None
+
+
+def parse_one_job_ref(
+    value: Any, *, project_id: str | None = None, location: str | None = None, field: str = "job_id", purpose: str
+) -> JobRef:
+    """Exactly one job, in any form :func:`parse_job_refs` accepts; ``purpose`` ends the error text."""
+    refs = parse_job_refs(value, project_id=project_id, location=location, field=field)
+    if len(refs) != 1:
+        raise InvalidJobInput(field, f"names {len(refs)} jobs; {purpose}")
+    return refs[0]

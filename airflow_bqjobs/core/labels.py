@@ -20,6 +20,12 @@ TASK_LABEL = "airflow-task"
 RUN_LABEL = "airflow-run"
 MAP_INDEX_LABEL = "airflow-map-index"
 AIRFLOW_LABEL_KEYS = (DAG_LABEL, TASK_LABEL, RUN_LABEL, MAP_INDEX_LABEL)
+# Label values are never changed silently: a value that breaks the rules is an error with this hint.
+SANITISE_HINT = (
+    " To put a run ID, task ID or timestamp in a label, sanitise it as the provider's own airflow-*"
+    " labels are: '{{ run_id | label_value }}' (a filter every airflow-bqjobs operator's templates"
+    " have) or airflow_bqjobs.core.labels.sanitize_label_value(text)."
+)
 
 
 def _allowed(char: str) -> bool:
@@ -64,7 +70,7 @@ def validate_labels(labels: Any, field: str = "labels") -> dict[str, str]:
             raise InvalidJobInput(
                 field,
                 f"value of {key!r} ({value!r}) must be a string of at most {MAX_LENGTH} lowercase letters,"
-                " digits, '_' or '-'",
+                f" digits, '_' or '-'.{SANITISE_HINT}",
             )
     if len(labels) > MAX_LABELS:
         raise InvalidJobInput(field, f"has {len(labels)} labels; BigQuery allows at most {MAX_LABELS}")

@@ -2,6 +2,7 @@
 
 from airflow_bqjobs.operators.cancel import BigQueryCancelJobOperator
 from airflow_bqjobs.operators.delete import BigQueryDeleteJobMetadataOperator
+from airflow_bqjobs.operators.get import BigQueryGetJobOperator
 from airflow_bqjobs.operators.list import BigQueryListJobsOperator
 from airflow_bqjobs.operators.rerun import BigQueryRerunJobOperator
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
@@ -9,6 +10,7 @@ from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 __all__ = [
     "BigQueryCancelJobOperator",
     "BigQueryDeleteJobMetadataOperator",
+    "BigQueryGetJobOperator",
     "BigQueryListJobsOperator",
     "BigQueryRerunJobOperator",
     "BigQuerySubmitJobOperator",

@@ -14,13 +14,15 @@ from typing import Any, Callable
 
 from airflow_bqjobs._compat import Context
 from airflow_bqjobs.context import is_tasks_test, run_created_not_before, run_identity, tries_this_cycle
+from airflow_bqjobs.core.arguments import validate_flag
 from airflow_bqjobs.core.attach import attach_or_run
 from airflow_bqjobs.core.decision import Action, error_result
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
 from airflow_bqjobs.core.job_config import build_configuration
 from airflow_bqjobs.core.job_id import derive_job_id, validate_prefix
-from airflow_bqjobs.core.job_ref import JobRef, validate_job_id
+from airflow_bqjobs.core.job_ref import JobRef, ref_of_job, validate_job_id
 from airflow_bqjobs.core.labels import airflow_labels, validate_labels
+from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._waiting import JobWaitingOperator
 
 _DESCRIBE = {
@@ -59,6 +61,14 @@ class JobSubmittingOperator(JobWaitingOperator):
         self.rerun_cancelled = rerun_cancelled
         if job_id is not None and job_id_prefix is not None:
             raise InvalidJobInput("job_id", "job_id and job_id_prefix exclude each other: pass one of them, not both")
+        validate_flag(reattach_on_clear, "reattach_on_clear")
+        validate_flag(rerun_cancelled, "rerun_cancelled")
+        check_arguments(
+            self,
+            job_id=lambda value: value is None or validate_job_id(value),
+            job_id_prefix=validate_prefix,
+            labels=validate_labels,
+        )
 
     def check_options(self) -> None:
         """Check the rendered ID options and labels before any request (a re-run reads its source first)."""
@@ -122,10 +132,11 @@ class JobSubmittingOperator(JobWaitingOperator):
             locate=lambda ref: hook.find_job_location(ref, not_before=run_created_not_before(context)),
             log=self.log.info,
         )
-        self.log.info(_DESCRIBE[outcome.action], outcome.ref)
+        ref = outcome.ref  # with the location BigQuery reports
+        self.log.info(_DESCRIBE[outcome.action], ref)
         if outcome.action is Action.FAIL:
-            raise JobFailed(outcome.ref.full_id, error_result(outcome.job) or {})
-        return self.wait_for_job(context, hook, outcome.ref, outcome.job)
+            raise JobFailed(ref.full_id, error_result(outcome.job) or {})
+        return self.wait_for_job(context, hook, ref, outcome.job)
 
     # -- templating ------------------------------------------------------------------------------
 

@@ -25,13 +25,16 @@ from airflow_bqjobs._compat import (
     current_task_state_within,
     default_deferrable,
 )
+from airflow_bqjobs.core.arguments import validate_flag, validate_optional_flag
 from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
-from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
 from airflow_bqjobs.core.kill import UNKNOWN, may_cancel, why
+from airflow_bqjobs.core.progress import ProgressReporter, final_line
 from airflow_bqjobs.core.summary import summarize_job
+from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments
 from airflow_bqjobs.triggers import job as job_trigger
 
 SUMMARY_XCOM_KEY = "job_summary"
@@ -42,7 +45,7 @@ _DEFER_TIMEOUT_GRACE = timedelta(minutes=2)
 KILL_STATE_TIMEOUT = 2.0
 
 
-class JobWaitingOperator(BaseOperator):
+class JobWaitingOperator(LabelValueFilter, BaseOperator):
     """Base of the operators that follow one BigQuery job to DONE."""
 
     def __init__(
@@ -62,6 +65,8 @@ class JobWaitingOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self.project_id = project_id
         self.location = location
+        validate_optional_flag(deferrable, "deferrable")
+        validate_flag(cancel_on_kill, "cancel_on_kill")
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = validate_interval(poll_interval, "poll_interval")
         self.request_timeout = validate_interval(request_timeout, "request_timeout")
@@ -70,6 +75,7 @@ class JobWaitingOperator(BaseOperator):
         self._waiting_on: JobRef | None = None
         self._polling = False  # inside the poll loop: an on_kill now comes from a SIGTERM, not a timeout
         self._this_try = None
+        check_arguments(self, project_id=validate_project_id, location=validate_location)
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -109,6 +115,7 @@ class JobWaitingOperator(BaseOperator):
         # exception has unwound this frame, and on_kill must still know which job to cancel.
         self._waiting_on = ref
         self._polling = True
+        progress = ProgressReporter(str(ref))
         try:
             for interval in poll_intervals(self.poll_interval):
                 job = hook.get_job(ref) or reread_until_visible(hook, ref)
@@ -117,7 +124,8 @@ class JobWaitingOperator(BaseOperator):
                 if job_state(job) == "DONE":
                     self._waiting_on = None
                     return job
-                self.log.info("Job %s is %s; next check in %.1f s", ref, job_state(job), interval)
+                if line := progress.update(job):
+                    self.log.info("%s; next check in %.1f s", line, interval)
                 time.sleep(interval)
         finally:
             self._polling = False
@@ -156,9 +164,9 @@ class JobWaitingOperator(BaseOperator):
         for problem in summary["errors"]:
             if problem != err:
                 self.log.warning("Job %s reported a non-fatal error: %s", ref, problem)
+        self.log.info(final_line(str(ref), job))
         if err:
             raise JobFailed(ref.full_id, err)
-        self.log.info("Job %s succeeded: %s", ref, summary["statistics"])
         return ref.to_api()
 
     def on_kill(self) -> None:
@@ -201,13 +209,22 @@ def _try_of(context: Context) -> SimpleNamespace:
                            map_index=getattr(ti, "map_index", -1), retry_left=try_number <= max_tries)
 
 
-def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime | None, cancel_on_kill: bool,
-                 reattach_on_clear: bool = False):
+def defer_on_job(
+    task,
+    ref: JobRef,
+    *,
+    poll_interval: float,
+    deadline: datetime | None,
+    cancel_on_kill: bool,
+    reattach_on_clear: bool = False,
+    not_found_ok: bool = False,
+):
     """Hand the wait for ``ref`` to :class:`BigQueryJobTrigger`; resume in ``task.execute_complete``.
 
     The one deferral used by every operator and the sensor: the trigger enforces ``deadline`` itself
     and Airflow's deferral timeout is only a backstop after it (see :func:`_defer_timeout`).
-    ``task`` provides ``gcp_conn_id`` and ``request_timeout``.
+    ``task`` provides ``gcp_conn_id`` and ``request_timeout``. ``not_found_ok``: the job may not
+    exist yet (the sensor's ``wait_for_existence``); a 404 then means "keep waiting".
     """
     task.defer(
         trigger=job_trigger.BigQueryJobTrigger(
@@ -218,6 +235,7 @@ def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime 
             cancel_on_kill=cancel_on_kill,
             request_timeout=task.request_timeout,
             reattach_on_clear=reattach_on_clear,
+            **({"not_found_ok": True} if not_found_ok else {}),
         ),
         method_name="execute_complete",
         timeout=_defer_timeout(deadline),

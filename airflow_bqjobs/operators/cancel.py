@@ -6,8 +6,11 @@ from typing import Any
 
 from airflow_bqjobs._compat import AirflowException, Context
 from airflow_bqjobs.core import job_outcomes as outcomes
+from airflow_bqjobs.core.arguments import validate_flag
 from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.job_refs import parse_job_refs
+from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._job_set import JobSetOperator, Targets
 
 
@@ -37,13 +40,16 @@ class BigQueryCancelJobOperator(JobSetOperator):
 
     def __init__(self, *, job_id: Any, wait: bool = True, missing_ok: bool = False, **kwargs: Any) -> None:
         super().__init__(job_id=job_id, **kwargs)
-        self.wait = wait
-        self.missing_ok = missing_ok
+        self.wait = validate_flag(wait, "wait")
+        self.missing_ok = validate_flag(missing_ok, "missing_ok")
+        check_arguments(self, job_id=parse_job_refs)
 
     def execute(self, context: Context) -> list[dict]:
         hook = self.make_hook(context)
-        targets = [(ref, self._cancel(hook, ref, job)) for ref, job in self.read_targets(context, hook)]
-        self._check_missing(targets, requested=True)
+        found = self.read_targets(context, hook)
+        requested = sum(1 for _, job in found if job is not None and job_state(job) != "DONE")
+        targets = [(ref, self._cancel(hook, ref, job)) for ref, job in found]
+        self._check_missing(targets, requested=requested)
         return self.follow(context, hook, targets)
 
     def _cancel(self, hook, ref: JobRef, job: dict | None) -> dict | None:
@@ -63,10 +69,18 @@ class BigQueryCancelJobOperator(JobSetOperator):
             self.log.info("Cancellation of job %s requested: cancellation pending (job %s).", ref, job_state(job))
         return job
 
-    def _check_missing(self, targets: Targets, requested: bool = False) -> None:
+    def _check_missing(self, targets: Targets, requested: int | None = None) -> None:
+        """Fail on missing jobs (unless ``missing_ok``), saying what was done about the others.
+
+        ``requested``: how many cancel requests this try sent (``None``: not this pass's business).
+        """
         missing = [str(ref) for ref, job in targets if job is None]
         if missing and not self.missing_ok:
-            others = " Cancellation was requested for the other unfinished jobs." if requested else ""
+            others = ""
+            if requested:
+                others = f" Cancellation was requested for the other {requested} unfinished job(s)."
+            elif requested == 0 and len(missing) < len(targets):
+                others = " The other job(s) were already DONE: nothing was cancelled."
             raise AirflowException(
                 f"No such job: {', '.join(missing)} (wrong ID, project or location, or its metadata was"
                 f" deleted).{others} Pass missing_ok=True to report missing jobs as not_found."

@@ -6,12 +6,15 @@ from typing import Any, Mapping, Sequence
 
 from airflow_bqjobs._compat import AirflowException, Context
 from airflow_bqjobs.core import job_outcomes as outcomes
+from airflow_bqjobs.core.arguments import validate_flag
 from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.core.job_listing import to_epoch_ms
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
+from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.core.purge import default_min_creation, run_labels, select_run_jobs, task_label_values
 from airflow_bqjobs.core.transient import error_reason
+from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._job_set import JobSetOperator, Targets
 
 
@@ -86,6 +89,16 @@ class BigQueryDeleteJobMetadataOperator(JobSetOperator):
         self.purge_task_ids = purge_task_ids
         self.all_users = all_users
         self.min_creation_time = min_creation_time
+        for name in ("wait_for_done", "strict", "fail_on_refused", "purge", "all_users"):
+            validate_flag(getattr(self, name), name)
+        check_arguments(
+            self,
+            job_id=lambda value: value is None or parse_job_refs(value),
+            purge_dag_id=lambda value: value is None or _non_empty(value, "purge_dag_id"),
+            purge_run_id=lambda value: value is None or _non_empty(value, "purge_run_id"),
+            purge_task_ids=task_label_values,
+            min_creation_time=lambda value: to_epoch_ms(value, "min_creation_time"),
+        )
 
     def execute(self, context: Context) -> list[dict]:
         return self.follow(context, self.make_hook(context))
@@ -168,6 +181,12 @@ class BigQueryDeleteJobMetadataOperator(JobSetOperator):
             lines = "\n".join(f"  {parse_job_ref(e['job'])}: {e['outcome']} [{e['reason']}] {e['message']}" for e in problems)
             raise AirflowException(f"{len(problems)} of {len(results)} job(s) could not be deleted:\n{lines}")
         return results
+
+
+def _non_empty(value, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidJobInput(field, f"must be a non-empty string, got {value!r}")
+    return value
 
 
 def _run_after(context: Context):

@@ -5,11 +5,23 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from airflow_bqjobs._compat import BaseOperator, Context
+from airflow_bqjobs.core.arguments import validate_flag
 from airflow_bqjobs.core.backoff import validate_interval
-from airflow_bqjobs.core.job_listing import DEFAULT_MAX_RESULTS, build_list_query, validate_max_results
+from airflow_bqjobs.core.job_listing import (
+    AIRFLOW_FILTERS,
+    DEFAULT_MAX_RESULTS,
+    airflow_filter_value,
+    build_list_query,
+    parse_states,
+    to_epoch_ms,
+    validate_max_results,
+)
+from airflow_bqjobs.core.job_ref import parse_job_ref, validate_project_id
+from airflow_bqjobs.core.labels import validate_labels
+from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments, literal
 
 
-class BigQueryListJobsOperator(BaseOperator):
+class BigQueryListJobsOperator(LabelValueFilter, BaseOperator):
     """List jobs of a project, newest first, and return a JSON-serialisable summary of each.
 
     Server-side filters (``jobs.list``): owner, state, creation time, parent job. The label filter
@@ -28,10 +40,19 @@ class BigQueryListJobsOperator(BaseOperator):
     :param max_results: at most this many jobs (default 50, like ``bq ls -j``); ``None``: no limit.
     :param parent_job_id: the child jobs of this script job (any job reference form). Templated.
     :param labels: only jobs carrying all these labels with exactly these values (client-side). Templated.
+    :param airflow_dag_id: only the jobs the provider's operators ran for this DAG (its ``airflow-dag``
+        label, the ID sanitised as it is written). Templated, e.g. ``"{{ dag.dag_id }}"``.
+    :param airflow_run_id: only the jobs of this DAG run (``airflow-run``), e.g. ``"{{ run_id }}"``. Templated.
+    :param airflow_task_id: only the jobs of this task (``airflow-task``). Templated.
+
+    The ``airflow_*`` filters are label filters (client-side, give ``min_creation_time`` in a busy
+    project); they combine with ``labels``, and a contradiction between the two is an error. They
+    are not called ``dag_id`` / ``task_id``: those name the operator's own DAG and task in Airflow.
     """
 
     template_fields: Sequence[str] = (
         "project_id", "state_filter", "min_creation_time", "max_creation_time", "parent_job_id", "labels",
+        "airflow_dag_id", "airflow_run_id", "airflow_task_id",
     )
     ui_color = "#e8eef8"
 
@@ -47,6 +68,9 @@ class BigQueryListJobsOperator(BaseOperator):
         max_results: int | None = DEFAULT_MAX_RESULTS,
         parent_job_id: Any = None,
         labels: dict[str, str] | None = None,
+        airflow_dag_id: str | None = None,
+        airflow_run_id: str | None = None,
+        airflow_task_id: str | None = None,
         request_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
@@ -60,10 +84,26 @@ class BigQueryListJobsOperator(BaseOperator):
         self.max_results = validate_max_results(max_results)
         self.parent_job_id = parent_job_id
         self.labels = labels
+        self.airflow_dag_id = airflow_dag_id
+        self.airflow_run_id = airflow_run_id
+        self.airflow_task_id = airflow_task_id
         self.request_timeout = validate_interval(request_timeout, "request_timeout")
+        validate_flag(all_users, "all_users")
+        check_arguments(
+            self,
+            project_id=validate_project_id,
+            state_filter=parse_states,
+            min_creation_time=lambda value: to_epoch_ms(value, "min_creation_time"),
+            max_creation_time=lambda value: to_epoch_ms(value, "max_creation_time"),
+            parent_job_id=lambda value: value is None or parse_job_ref(value, field="parent_job_id"),
+            labels=validate_labels,
+            **{name: (lambda value, name=name: airflow_filter_value(value, name)) for name in AIRFLOW_FILTERS},
+        )
+        if all(literal(self, name) for name in self.template_fields):  # cross-field rules too
+            self._query()
 
-    def execute(self, context: Context) -> list[dict]:
-        query = build_list_query(
+    def _query(self):
+        return build_list_query(
             project_id=self.project_id,
             all_users=self.all_users,
             state_filter=self.state_filter,
@@ -72,7 +112,13 @@ class BigQueryListJobsOperator(BaseOperator):
             max_results=self.max_results,
             parent_job_id=self.parent_job_id,
             labels=self.labels,
+            airflow_dag_id=self.airflow_dag_id,
+            airflow_run_id=self.airflow_run_id,
+            airflow_task_id=self.airflow_task_id,
         )
+
+    def execute(self, context: Context) -> list[dict]:
+        query = self._query()
         from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 
         hook = BigQueryJobsHook(self.gcp_conn_id, project_id=query.project_id, request_timeout=self.request_timeout)

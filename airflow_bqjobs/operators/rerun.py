@@ -8,6 +8,7 @@ from airflow_bqjobs._compat import Context
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.core.rerun import SOURCE_FIELD, parse_overrides, parse_source_job, rerun_configuration
+from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._submitting import JobSubmittingOperator
 
 
@@ -48,8 +49,7 @@ class BigQueryRerunJobOperator(JobSubmittingOperator):
         super().__init__(**kwargs)
         self.source_job = source_job
         self.configuration_overrides = configuration_overrides
-        if isinstance(configuration_overrides, (dict, list, tuple, int, float)):  # templates: once rendered
-            parse_overrides(configuration_overrides)
+        check_arguments(self, source_job=parse_source_job, configuration_overrides=parse_overrides)
 
     def build_job(self, context: Context, source: dict) -> tuple[JobRef, dict]:
         """The base reference and configuration that repeat ``source`` (a job resource): no I/O."""

@@ -21,28 +21,38 @@ from airflow_bqjobs._compat import (
     PokeReturnValue,
     default_deferrable,
 )
+from airflow_bqjobs.core.arguments import validate_flag, validate_optional_flag
 from airflow_bqjobs.core.backoff import validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
-from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
-from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
-from airflow_bqjobs.core.job_refs import parse_job_refs
+from airflow_bqjobs.core.errors import JobFailed
+from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, ref_of_job, validate_location, validate_project_id
+from airflow_bqjobs.core.job_refs import parse_one_job_ref
 from airflow_bqjobs.core.summary import summarize_job
+from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments
 from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, defer_on_job, try_start
 from airflow_bqjobs.triggers import job as job_trigger
 
-# Airflow's own deferral timeout fires this long after the trigger's deadline: only as a backstop.
+
+def parse_one_job(value: Any, project_id: Any = None, location: Any = None) -> JobRef:
+    """``job_id`` naming exactly one job (the sensor waits for one)."""
+    return parse_one_job_ref(
+        value, project_id=project_id, location=location, purpose="a sensor waits for one (map it with .expand())"
+    )
 
 
-class BigQueryJobSensor(BaseSensorOperator):
+class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
     """Succeed when the job is DONE without ``errorResult``; fail if it failed (unless ``fail_on_error=False``).
 
     Returns the job reference (``projectId``, ``location``, ``jobId``) and pushes the job summary
     under the XCom key ``job_summary``. ``timeout``, ``soft_fail`` (skip instead of failing, on a
     timeout or a failed job), ``mode`` and ``poke_interval`` behave as for any Airflow sensor. A job
-    that does not exist fails the sensor at once: it is meant for jobs that exist already.
+    that does not exist fails the sensor at once, unless ``wait_for_existence=True``: then the sensor
+    waits for it to appear (another team's job that starts later), up to its ``timeout``, in poke,
+    reschedule and deferrable mode alike.
 
     :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id`` or a jobReference dict. Templated.
     :param fail_on_error: fail when the job ends with an ``errorResult`` (including a cancelled job).
+    :param wait_for_existence: a job that does not exist (yet) is waited for instead of failing the sensor.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between checks; in deferrable mode the longest pause (checks start at 1 s).
     """
@@ -58,6 +68,7 @@ class BigQueryJobSensor(BaseSensorOperator):
         project_id: str | None = None,
         location: str | None = None,
         fail_on_error: bool = True,
+        wait_for_existence: bool = False,
         deferrable: bool | None = None,
         poke_interval: float = 10.0,
         request_timeout: float = 60.0,
@@ -68,9 +79,12 @@ class BigQueryJobSensor(BaseSensorOperator):
         self.gcp_conn_id = gcp_conn_id
         self.project_id = project_id
         self.location = location
-        self.fail_on_error = fail_on_error
+        self.fail_on_error = validate_flag(fail_on_error, "fail_on_error")
+        self.wait_for_existence = validate_flag(wait_for_existence, "wait_for_existence")
+        validate_optional_flag(deferrable, "deferrable")
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.request_timeout = validate_interval(request_timeout, "request_timeout")
+        check_arguments(self, job_id=parse_one_job, project_id=validate_project_id, location=validate_location)
 
     @cached_property
     def hook(self):
@@ -85,23 +99,29 @@ class BigQueryJobSensor(BaseSensorOperator):
         )
 
     def job_ref(self, hook) -> JobRef:
-        refs = parse_job_refs(self.job_id, project_id=self.project_id, location=self.location)
-        if len(refs) != 1:
-            raise InvalidJobInput("job_id", f"names {len(refs)} jobs; a sensor waits for one (map it with .expand())")
-        return hook.resolve(refs[0])
+        return hook.resolve(parse_one_job(self.job_id, self.project_id, self.location))
 
-    def _read(self, hook, ref: JobRef) -> dict:
+    def _read(self, hook, ref: JobRef, *, missing_ok: bool = False) -> dict | None:
         job = hook.get_job(ref)
-        if job is None:
-            raise AirflowException(f"Job {ref} does not exist (wrong ID, project or location?)")
+        if job is None and not missing_ok:
+            hint = "" if self.wait_for_existence else "; pass wait_for_existence=True to wait for it to appear"
+            raise AirflowException(f"Job {ref} does not exist (wrong ID, project or location?){hint}")
         return job
+
+    def _not_there_yet(self, ref: JobRef) -> None:
+        self.log.info("Job %s does not exist yet; waiting for it to appear (up to the sensor's timeout of %g s).",
+                      ref, self.timeout)
 
     # -- poke / reschedule mode ------------------------------------------------------------------
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         hook = self.hook
         ref = self.job_ref(hook)
-        job = self._read(hook, ref)
+        job = self._read(hook, ref, missing_ok=self.wait_for_existence)
+        if job is None:
+            self._not_there_yet(ref)
+            return False
+        ref = ref_of_job(job, ref)
         if job_state(job) != "DONE":
             self.log.info("Job %s is %s.", ref, job_state(job))
             return False
@@ -114,13 +134,24 @@ class BigQueryJobSensor(BaseSensorOperator):
             return super().execute(context)
         hook = self.hook
         ref = self.job_ref(hook)
-        job = self._read(hook, ref)
-        if job_state(job) == "DONE":
-            return self._finish(context, ref, job)
+        job = self._read(hook, ref, missing_ok=self.wait_for_existence)
         deadline = try_start(context) + timedelta(seconds=self.timeout)
-        self.log.info("Job %s is %s; waiting in the triggerer until %s.", ref, job_state(job), deadline.isoformat())
+        if job is None:
+            self._not_there_yet(ref)
+        else:
+            ref = ref_of_job(job, ref)
+            if job_state(job) == "DONE":
+                return self._finish(context, ref, job)
+            self.log.info("Job %s is %s; waiting in the triggerer until %s.", ref, job_state(job), deadline.isoformat())
         # cancel_on_kill=False: a sensor never cancels someone else's job
-        defer_on_job(self, ref, poll_interval=self.poke_interval, deadline=deadline, cancel_on_kill=False)
+        defer_on_job(
+            self,
+            ref,
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+            cancel_on_kill=False,
+            not_found_ok=self.wait_for_existence,
+        )
 
     def execute_complete(self, context: Context, event: dict) -> Any:
         ref = job_trigger.job_ref_of(event)
@@ -131,6 +162,7 @@ class BigQueryJobSensor(BaseSensorOperator):
             raise AirflowException(event.get("message") or f"Waiting for job {ref} failed")
         hook = self.hook
         job = self._read(hook, ref)
+        ref = ref_of_job(job, ref)
         if job_state(job) != "DONE":  # cannot happen with BigQuery: the event said DONE
             raise AirflowException(f"Job {ref} is {job_state(job)} although its trigger reported it DONE")
         return self._finish(context, ref, job)

@@ -41,6 +41,7 @@ from airflow_bqjobs.core.backoff import backoff_delays, poll_intervals
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.kill import UNKNOWN, may_cancel, why
+from airflow_bqjobs.core.progress import ProgressReporter
 from airflow_bqjobs.core.transient import is_transient
 
 # Event statuses, read by the operators' execute_complete.
@@ -63,6 +64,7 @@ class BigQueryJobTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         request_timeout: float = 60.0,
         reattach_on_clear: bool = False,
+        not_found_ok: bool = False,
     ) -> None:
         super().__init__()
         self.ref = parse_job_ref(job, field="job")
@@ -72,6 +74,8 @@ class BigQueryJobTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.request_timeout = float(request_timeout)
         self.reattach_on_clear = bool(reattach_on_clear)
+        # True: the job may not exist yet (a sensor's wait_for_existence); a 404 means "keep polling".
+        self.not_found_ok = bool(not_found_ok)
         self._hook = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -85,6 +89,7 @@ class BigQueryJobTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "request_timeout": self.request_timeout,
                 "reattach_on_clear": self.reattach_on_clear,
+                "not_found_ok": self.not_found_ok,
             },
         )
 
@@ -121,6 +126,7 @@ class BigQueryJobTrigger(BaseTrigger):
         polls = poll_intervals(self.poll_interval)
         backoff = None
         not_found = iter(READ_AFTER_CONFLICT_DELAYS)  # a brief 404 is eventual consistency, not "gone"
+        progress = ProgressReporter(str(self.ref))
         while True:
             left = self._seconds_left()
             if left is not None and left <= 0:
@@ -135,20 +141,27 @@ class BigQueryJobTrigger(BaseTrigger):
                 self.log.warning("Transient error reading job %s (%s); retrying in %.1f s", self.ref, exc, delay)
             else:
                 backoff = None
-                if job is None:
+                if job is None and self.not_found_ok:
+                    delay = next(polls)
+                elif job is None:
                     delay = next(not_found, None)
                     if delay is None:
                         return self._event(ERROR, message=f"Job {self.ref} was not found (metadata deleted, or wrong location?)")
                 elif job_state(job) == "DONE":
+                    self.log.info(progress.update(job))
                     return self._event(DONE, error_result=error_result(job))
                 else:
                     not_found = iter(READ_AFTER_CONFLICT_DELAYS)
                     delay = next(polls)
+                    if line := progress.update(job):
+                        self.log.info(line)
             left = self._seconds_left()
             await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
 
     async def _time_out(self, hook) -> TriggerEvent:
         message = f"Deadline passed while waiting for job {self.ref}"
+        if self.not_found_ok:
+            message += " (or for it to appear)"
         if self.cancel_on_kill:
             await self._cancel(hook, "deadline passed")
             message += "; cancellation requested"

@@ -10,7 +10,11 @@ import copy
 import hashlib
 
 from .api_errors import job_name
-from .job_model import DONE, PENDING, Job
+from .job_model import DONE, PENDING, RUNNING, Job
+
+# A running query's plan, as BigQuery reports it while it works: stages complete one after another.
+_STAGES = ("S00: Input", "S01: Aggregate", "S02: Output")
+_SLOTS = 4  # slots the fake pretends to use, for totalSlotMs
 
 
 def _ms(epoch_s: float) -> str:
@@ -53,6 +57,9 @@ def job_statistics(job: Job, now: float, num_children: int) -> dict:
     if job.upload_bytes is not None:
         stats["load"] = {"inputFiles": "1", "inputFileBytes": str(len(job.upload_bytes))}
     if state != DONE:
+        if state == RUNNING and job.job_type == "QUERY" and not job.child_job_ids:
+            stats["query"] = query_progress(job, now, end)
+            stats["totalSlotMs"] = stats["query"]["totalSlotMs"]
         return stats
     stats["endTime"] = _ms(end)
     if job.job_type == "QUERY":
@@ -64,10 +71,41 @@ def job_statistics(job: Job, now: float, num_children: int) -> dict:
             "cacheHit": False,
             "statementType": "SCRIPT" if job.child_job_ids else "SELECT",
         }
+        if not job.child_job_ids:
+            progress = query_progress(job, end, end)
+            stats["totalSlotMs"] = progress["totalSlotMs"]
+            stats["query"].update(totalSlotMs=progress["totalSlotMs"], queryPlan=progress["queryPlan"],
+                                  timeline=progress["timeline"])
     elif job.job_type == "LOAD":
         stats.setdefault("load", {}).update({"outputRows": "0", "outputBytes": "0"})
     _deep_merge(stats, job.behaviour.statistics)
     return stats
+
+
+def query_progress(job: Job, now: float, end: float) -> dict:
+    """``statistics.query`` of a running query (and the final plan at ``now == end``), as BigQuery
+    reports them while a query runs: ``totalSlotMs``, a ``queryPlan`` whose stages complete in turn,
+    and a ``timeline`` of work units. ``totalBytesProcessed`` only comes with DONE."""
+    span = max(end - job.start_at, 1e-9)
+    elapsed = min(max(now - job.start_at, 0.0), span)
+    fraction = elapsed / span
+    done_stages = len(_STAGES) if now >= end else min(int(fraction * len(_STAGES)), len(_STAGES) - 1)
+    plan = [
+        {
+            "name": name,
+            "id": str(index),
+            "status": "COMPLETE" if index < done_stages else ("RUNNING" if index == done_stages else "PENDING"),
+            "completedParallelInputs": "1" if index < done_stages else "0",
+            "parallelInputs": "1",
+        }
+        for index, name in enumerate(_STAGES)
+    ]
+    slot_ms = str(int(elapsed * 1000 * _SLOTS))
+    units = 100
+    completed = units if now >= end else int(fraction * units)
+    timeline = [{"elapsedMs": str(int(elapsed * 1000)), "totalSlotMs": slot_ms, "pendingUnits": str(units - completed),
+                 "completedUnits": str(completed), "activeUnits": "0" if now >= end else "1"}]
+    return {"totalSlotMs": slot_ms, "queryPlan": plan, "timeline": timeline}
 
 
 def job_resource(job: Job, now: float, base_url: str, num_children: int = 0) -> dict:

@@ -1,0 +1,68 @@
+"""Progress while waiting, over real HTTP to the fake: sync wait, the trigger, the final line; and the
+fake's running-query statistics that the lines are made of."""
+
+import pytest
+
+from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
+from airflow_bqjobs.triggers.job import BigQueryJobTrigger
+from tests.airflow_context import first_event, make_context
+
+QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
+
+pytestmark = pytest.mark.usefixtures("emulator")
+
+
+def logged(capsys, caplog) -> list[str]:
+    return capsys.readouterr().out.splitlines() + [r.getMessage() for r in caplog.records]
+
+
+def test_sync_wait_logs_progress_at_most_once_a_minute_and_a_final_line(fake_bq, capsys, caplog):
+    fake_bq.add_rule(pending_s=0, running_s=1.5, total_bytes_processed=10 * 1024**2)
+    op = BigQuerySubmitJobOperator(task_id="q", configuration=QUERY, project_id="test-project", deferrable=False,
+                                   poll_interval=0.05)
+    op.execute(make_context(op))
+    lines = logged(capsys, caplog)
+    progress = [line for line in lines if " RUNNING for " in line]
+    assert len(fake_bq.calls_for("get")) > 5 and len(progress) == 1, progress  # many polls, one line
+    assert "slot-ms" in progress[0] and "stages done" in progress[0] and "next check in" in progress[0]
+    (final,) = [line for line in lines if " DONE in " in line]
+    assert "10.0 MiB billed" in final and "cache hit: no" in final
+    assert "test-project:US.airflow_test_dag_q_" in final
+
+
+def test_trigger_logs_progress_and_the_final_line(fake_bq, bq_client, capsys, caplog):
+    fake_bq.add_rule(pending_s=0, running_s=1.0)
+    bq_client.query("SELECT 1", job_id="long", location="US", job_retry=None)
+    trigger = BigQueryJobTrigger(job={"projectId": "test-project", "location": "US", "jobId": "long"},
+                                 poll_interval=0.1)
+    assert first_event(trigger)["status"] == "done"
+    lines = logged(capsys, caplog)
+    assert any("Job test-project:US.long RUNNING for" in line and "slot-ms" in line for line in lines), lines
+    assert any("Job test-project:US.long DONE in" in line and "billed" in line for line in lines), lines
+
+
+def test_the_fake_reports_a_running_querys_plan_and_slot_time(fake_bq, bq_client):
+    fake_bq.add_rule(pending_s=0, running_s=30)
+    bq_client.query("SELECT 1", job_id="slow", location="US", job_retry=None)
+    fake_bq.clock.advance(15)
+    job = bq_client._connection.api_request(method="GET", path="/projects/test-project/jobs/slow",
+                                            query_params={"location": "US"})
+    query = job["statistics"]["query"]
+    assert job["status"]["state"] == "RUNNING"
+    assert [s["status"] for s in query["queryPlan"]] == ["COMPLETE", "RUNNING", "PENDING"]
+    assert int(query["totalSlotMs"]) > 0 and query["timeline"][-1]["completedUnits"] == "50"
+    assert "totalBytesProcessed" not in query  # BigQuery reports bytes with DONE
+
+
+def test_the_fake_reports_the_whole_plan_complete_when_done(fake_bq, bq_client):
+    fake_bq.add_rule(pending_s=0, running_s=0.1)
+    bq_client.query("SELECT 1", job_id="quick", location="US", job_retry=None).result()
+    job = bq_client._connection.api_request(method="GET", path="/projects/test-project/jobs/quick",
+                                            query_params={"location": "US"})
+    assert {s["status"] for s in job["statistics"]["query"]["queryPlan"]} == {"COMPLETE"}
+    assert job["statistics"]["query"]["cacheHit"] is False
+
+
+def test_a_trigger_without_not_found_ok_still_serialises_it_false():
+    _, kwargs = BigQueryJobTrigger(job="US.x").serialize()
+    assert kwargs["not_found_ok"] is False
