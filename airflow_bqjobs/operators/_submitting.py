@@ -20,7 +20,7 @@ from airflow_bqjobs.core.decision import Action, error_result
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
 from airflow_bqjobs.core.job_config import build_configuration
 from airflow_bqjobs.core.job_id import derive_job_id, validate_prefix
-from airflow_bqjobs.core.job_ref import JobRef, ref_of_job, validate_job_id
+from airflow_bqjobs.core.job_ref import JobRef, validate_job_id
 from airflow_bqjobs.core.labels import airflow_labels, validate_labels
 from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._waiting import JobWaitingOperator
