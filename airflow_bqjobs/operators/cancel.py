@@ -23,7 +23,7 @@ class BigQueryCancelJobOperator(JobSetOperator):
     The task fails if a job does not exist (after requesting the other cancels), never because a
     job finished before it could be cancelled.
 
-    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id``, the reference dict
+    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:job_id`` (as ``bq ls -j`` prints it), ``project:LOCATION.job_id``, the reference dict
         the submit operator returns (``submit.output``), or a list of these (e.g. the output of a
         mapped submit task). Templated.
     :param wait: wait until every job is DONE (default, like ``bq cancel``); ``False`` returns right

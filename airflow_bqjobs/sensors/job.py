@@ -41,7 +41,7 @@ class BigQueryJobSensor(BaseSensorOperator):
     timeout or a failed job), ``mode`` and ``poke_interval`` behave as for any Airflow sensor. A job
     that does not exist fails the sensor at once: it is meant for jobs that exist already.
 
-    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id`` or a jobReference dict. Templated.
+    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:job_id`` (as ``bq ls -j`` prints it), ``project:LOCATION.job_id`` or a jobReference dict. Templated.
     :param fail_on_error: fail when the job ends with an ``errorResult`` (including a cancelled job).
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between checks; in deferrable mode the longest pause (checks start at 1 s).
