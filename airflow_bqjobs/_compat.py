@@ -14,6 +14,7 @@ from airflow.providers.common.compat.sdk import (
     AirflowSkipException,
     BaseHook,
     BaseOperator,
+    BaseOperatorLink,
     BaseSensorOperator,
     Context,
     PokeReturnValue,
@@ -29,6 +30,7 @@ __all__ = [
     "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
+    "BaseOperatorLink",
     "BaseSensorOperator",
     "BaseTrigger",
     "Context",
@@ -38,6 +40,7 @@ __all__ = [
     "aget_connection",
     "default_deferrable",
     "task_instance_state",
+    "xcom_value",
 ]
 
 # Airflow >= 3.3 calls ``BaseTrigger.on_kill`` when a user marks a deferred task failed/success or
@@ -92,3 +95,10 @@ async def task_instance_state(task_instance) -> str | None:
         key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
         state = (states.get(ti.run_id) or {}).get(key)
     return None if state is None else str(getattr(state, "value", state))
+
+
+def xcom_value(ti_key, key: str):
+    """The XCom value a task instance (``ti_key``: dag_id, task_id, run_id, map_index) stored under ``key``."""
+    from airflow.providers.common.compat.sdk import XCom
+
+    return XCom.get_value(ti_key=ti_key, key=key)

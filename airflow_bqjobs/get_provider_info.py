@@ -59,6 +59,7 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_bqjobs.triggers.job"],
             }
         ],
+        "extra-links": ["airflow_bqjobs.links.BigQueryConsoleLink"],
         "connection-types": [
             {
                 "connection-type": "bigquery_jobs",

@@ -19,6 +19,7 @@ from airflow_bqjobs.core.job_config import build_configuration
 from airflow_bqjobs.core.job_id import derive_job_id, validate_prefix
 from airflow_bqjobs.core.job_ref import JobRef, validate_job_id
 from airflow_bqjobs.core.labels import airflow_labels, validate_labels
+from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
 from airflow_bqjobs.operators._waiting import JobWaitingOperator
 
 _DESCRIBE = {
@@ -38,6 +39,8 @@ class JobSubmittingOperator(JobWaitingOperator):
     :param reattach_on_clear: follow the same job even after the task or DAG run is cleared.
     :param rerun_cancelled: a retry re-runs a cancelled job (default); ``False`` fails the task instead.
     """
+
+    operator_extra_links = (BigQueryConsoleLink(),)
 
     def __init__(
         self,
@@ -97,6 +100,7 @@ class JobSubmittingOperator(JobWaitingOperator):
         """Insert (or upload) at most one job under ``base``'s ID generations, then wait for it."""
         outcome = attach_or_run(hook, base, insert_job, rerun_cancelled=self.rerun_cancelled, log=self.log.info)
         self.log.info(_DESCRIBE[outcome.action], outcome.ref)
+        persist_console_link(context, outcome.job)  # before waiting: the link works while deferred
         if outcome.action is Action.FAIL:
             raise JobFailed(outcome.ref.full_id, error_result(outcome.job) or {})
         return self.wait_for_job(context, hook, outcome.ref, outcome.job)

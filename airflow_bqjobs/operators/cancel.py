@@ -8,6 +8,7 @@ from airflow_bqjobs._compat import AirflowException, Context
 from airflow_bqjobs.core import job_outcomes as outcomes
 from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.links import BigQueryConsoleLink
 from airflow_bqjobs.operators._job_set import JobSetOperator, Targets
 
 
@@ -34,6 +35,8 @@ class BigQueryCancelJobOperator(JobSetOperator):
     """
 
     ui_color = "#f6e0e0"
+    # The job's console page when the task names one job (a list of jobs has no single page).
+    operator_extra_links = (BigQueryConsoleLink(),)
 
     def __init__(self, *, job_id: Any, wait: bool = True, missing_ok: bool = False, **kwargs: Any) -> None:
         super().__init__(job_id=job_id, **kwargs)

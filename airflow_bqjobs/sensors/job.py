@@ -27,6 +27,7 @@ from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.core.summary import summarize_job
+from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
 from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, defer_on_job, try_start
 from airflow_bqjobs.triggers import job as job_trigger
 
@@ -49,6 +50,7 @@ class BigQueryJobSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("job_id", "project_id", "location")
     ui_color = "#f0eee4"
+    operator_extra_links = (BigQueryConsoleLink(),)
 
     def __init__(
         self,
@@ -90,10 +92,13 @@ class BigQueryJobSensor(BaseSensorOperator):
             raise InvalidJobInput("job_id", f"names {len(refs)} jobs; a sensor waits for one (map it with .expand())")
         return hook.resolve(refs[0])
 
-    def _read(self, hook, ref: JobRef) -> dict:
+    def _read(self, context: Context, hook, ref: JobRef) -> dict:
         job = hook.get_job(ref)
         if job is None:
             raise AirflowException(f"Job {ref} does not exist (wrong ID, project or location?)")
+        if not getattr(self, "_link_persisted", False):  # once per try (a poke-mode try pokes many times)
+            persist_console_link(context, job)
+            self._link_persisted = True
         return job
 
     # -- poke / reschedule mode ------------------------------------------------------------------
@@ -101,7 +106,7 @@ class BigQueryJobSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         hook = self.hook
         ref = self.job_ref(hook)
-        job = self._read(hook, ref)
+        job = self._read(context, hook, ref)
         if job_state(job) != "DONE":
             self.log.info("Job %s is %s.", ref, job_state(job))
             return False
@@ -114,7 +119,7 @@ class BigQueryJobSensor(BaseSensorOperator):
             return super().execute(context)
         hook = self.hook
         ref = self.job_ref(hook)
-        job = self._read(hook, ref)
+        job = self._read(context, hook, ref)
         if job_state(job) == "DONE":
             return self._finish(context, ref, job)
         deadline = try_start(context) + timedelta(seconds=self.timeout)
@@ -130,7 +135,7 @@ class BigQueryJobSensor(BaseSensorOperator):
         if status == job_trigger.ERROR:
             raise AirflowException(event.get("message") or f"Waiting for job {ref} failed")
         hook = self.hook
-        job = self._read(hook, ref)
+        job = self._read(context, hook, ref)
         if job_state(job) != "DONE":  # cannot happen with BigQuery: the event said DONE
             raise AirflowException(f"Job {ref} is {job_state(job)} although its trigger reported it DONE")
         return self._finish(context, ref, job)
