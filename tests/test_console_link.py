@@ -144,9 +144,8 @@ LOGICAL_DATE = datetime(2026, 4, 1, tzinfo=timezone.utc)
 def test_dag_test_run_leaves_the_link_airflow_serves(emulator, register_dag):
     """After a real dag.test() (the task runner re-stores get_link's answer when the try ends), the
     XCom under the link's xcom_key, which Airflow 3's API server returns as the link, is the URL."""
-    from airflow.sdk import DAG  # 3.x; on 2.11 airflow.DAG (tests/compat.py)
-
     from airflow.models.xcom import XComModel  # 3.x (2.11: airflow.models.xcom.XCom)
+    from airflow.sdk import DAG  # 3.x; on 2.11 airflow.DAG (tests/compat.py)
     from airflow.utils.session import create_session
 
     emulator.add_rule(running_s=1.0)
