@@ -52,6 +52,19 @@ def test_url_needs_project_and_location():
         job_console_url(JobRef("j", "p"))
 
 
+def test_provider_info_with_extra_links_is_valid_for_airflow():
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    from airflow_bqjobs.get_provider_info import get_provider_info
+
+    schema = json.loads((resources.files("airflow") / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+    assert get_provider_info()["extra-links"] == ["airflow_bqjobs.links.BigQueryConsoleLink"]
+
+
 def test_link_is_registered_with_airflow():
     from airflow.providers_manager import ProvidersManager
 

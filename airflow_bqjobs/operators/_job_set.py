@@ -31,7 +31,7 @@ class JobSetOperator(JobWaitingOperator):
     :meth:`settled` (act on them once none needs waiting for; its return value is the XCom).
     """
 
-    template_fields: Sequence[str] = ("job_id", "project_id", "location")
+    template_fields: Sequence[str] = ("job_id", "project_id", "location", "impersonation_chain")
 
     def __init__(self, *, job_id: Any = None, **kwargs: Any) -> None:
         super().__init__(cancel_on_kill=False, **kwargs)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Sequence
 
 from airflow_bqjobs._compat import AirflowException, BaseOperator, Context, default_deferrable
 from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
+from airflow_bqjobs.core.credential_options import parse_impersonation_chain
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef
@@ -42,10 +43,13 @@ class JobWaitingOperator(BaseOperator):
         poll_interval: float = 10.0,
         cancel_on_kill: bool = True,
         request_timeout: float = 60.0,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        check_impersonation_chain(impersonation_chain)
         self.project_id = project_id
         self.location = location
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -64,6 +68,7 @@ class JobWaitingOperator(BaseOperator):
             project_id=self.project_id,
             location=self.location,
             request_timeout=self.request_timeout,
+            impersonation_chain=self.impersonation_chain,
         )
 
     # -- waiting ---------------------------------------------------------------------------------
@@ -152,7 +157,7 @@ def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime 
 
     The one deferral used by every operator and the sensor: the trigger enforces ``deadline`` itself
     and Airflow's deferral timeout is only a backstop after it (see :func:`_defer_timeout`).
-    ``task`` provides ``gcp_conn_id`` and ``request_timeout``.
+    ``task`` provides ``gcp_conn_id``, ``request_timeout`` and ``impersonation_chain``.
     """
     task.defer(
         trigger=job_trigger.BigQueryJobTrigger(
@@ -162,6 +167,8 @@ def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime 
             deadline=deadline.timestamp() if deadline else None,
             cancel_on_kill=cancel_on_kill,
             request_timeout=task.request_timeout,
+            # account emails, not secrets: the triggerer builds the same credentials from the connection
+            impersonation_chain=list(parse_impersonation_chain(getattr(task, "impersonation_chain", None))) or None,
         ),
         method_name="execute_complete",
         timeout=_defer_timeout(deadline),
@@ -191,3 +198,9 @@ def _defer_timeout(deadline: datetime | None) -> timedelta | None:
     if deadline is None:
         return None
     return max(deadline - _now(), timedelta(0)) + _DEFER_TIMEOUT_GRACE
+
+
+def check_impersonation_chain(value: Any) -> None:
+    """At DAG-parse time for a literal value; a template (``{{ ... }}``) is checked once rendered."""
+    if not (isinstance(value, str) and "{{" in value):
+        parse_impersonation_chain(value)

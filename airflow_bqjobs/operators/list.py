@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from airflow_bqjobs._compat import BaseOperator, Context
 from airflow_bqjobs.core.backoff import validate_interval
 from airflow_bqjobs.core.job_listing import DEFAULT_MAX_RESULTS, build_list_query, validate_max_results
+from airflow_bqjobs.operators._waiting import check_impersonation_chain
 
 
 class BigQueryListJobsOperator(BaseOperator):
@@ -32,6 +33,7 @@ class BigQueryListJobsOperator(BaseOperator):
 
     template_fields: Sequence[str] = (
         "project_id", "state_filter", "min_creation_time", "max_creation_time", "parent_job_id", "labels",
+        "impersonation_chain",
     )
     ui_color = "#e8eef8"
 
@@ -48,10 +50,13 @@ class BigQueryListJobsOperator(BaseOperator):
         parent_job_id: Any = None,
         labels: dict[str, str] | None = None,
         request_timeout: float = 60.0,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        check_impersonation_chain(impersonation_chain)
         self.project_id = project_id
         self.all_users = all_users
         self.state_filter = state_filter
@@ -75,7 +80,8 @@ class BigQueryListJobsOperator(BaseOperator):
         )
         from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 
-        hook = BigQueryJobsHook(self.gcp_conn_id, project_id=query.project_id, request_timeout=self.request_timeout)
+        hook = BigQueryJobsHook(self.gcp_conn_id, project_id=query.project_id, request_timeout=self.request_timeout,
+                                impersonation_chain=self.impersonation_chain)
         summaries = query.select(hook.list_jobs(**query.list_kwargs()))
         self.log.info("Listed %d job(s) of project %s.", len(summaries), query.project_id or hook.project_id)
         return summaries

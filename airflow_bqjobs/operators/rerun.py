@@ -39,7 +39,8 @@ class BigQueryRerunJobOperator(JobSubmittingOperator):
     """
 
     template_fields: Sequence[str] = (
-        "source_job", "configuration_overrides", "project_id", "location", "labels", "job_id", "job_id_prefix"
+        "source_job", "configuration_overrides", "project_id", "location", "labels", "job_id", "job_id_prefix",
+        "impersonation_chain",
     )
     template_fields_renderers = {"configuration_overrides": "json"}
     ui_color = "#e4f0e8"

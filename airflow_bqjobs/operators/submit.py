@@ -43,7 +43,8 @@ class BigQuerySubmitJobOperator(JobSubmittingOperator):
     """
 
     template_fields: Sequence[str] = (
-        "configuration", "source_file", "project_id", "location", "labels", "job_id", "job_id_prefix"
+        "configuration", "source_file", "project_id", "location", "labels", "job_id", "job_id_prefix",
+        "impersonation_chain",
     )
     template_ext: Sequence[str] = (".json", ".sql")
     template_fields_renderers = {"configuration": "json"}

@@ -28,7 +28,7 @@ from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
-from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, defer_on_job, try_start
+from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, check_impersonation_chain, defer_on_job, try_start
 from airflow_bqjobs.triggers import job as job_trigger
 
 # Airflow's own deferral timeout fires this long after the trigger's deadline: only as a backstop.
@@ -48,7 +48,7 @@ class BigQueryJobSensor(BaseSensorOperator):
     :param poke_interval: seconds between checks; in deferrable mode the longest pause (checks start at 1 s).
     """
 
-    template_fields: Sequence[str] = ("job_id", "project_id", "location")
+    template_fields: Sequence[str] = ("job_id", "project_id", "location", "impersonation_chain")
     ui_color = "#f0eee4"
     operator_extra_links = (BigQueryConsoleLink(),)
 
@@ -63,11 +63,14 @@ class BigQueryJobSensor(BaseSensorOperator):
         deferrable: bool | None = None,
         poke_interval: float = 10.0,
         request_timeout: float = 60.0,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.job_id = job_id
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        check_impersonation_chain(impersonation_chain)
         self.project_id = project_id
         self.location = location
         self.fail_on_error = fail_on_error
@@ -84,6 +87,7 @@ class BigQueryJobSensor(BaseSensorOperator):
             project_id=self.project_id,
             location=self.location,
             request_timeout=self.request_timeout,
+            impersonation_chain=self.impersonation_chain,
         )
 
     def job_ref(self, hook) -> JobRef:
