@@ -14,6 +14,7 @@ from airflow.providers.common.compat.sdk import (
     AirflowSkipException,
     BaseHook,
     BaseOperator,
+    BaseOperatorLink,
     BaseSensorOperator,
     Context,
     PokeReturnValue,
@@ -29,6 +30,7 @@ __all__ = [
     "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
+    "BaseOperatorLink",
     "BaseSensorOperator",
     "BaseTrigger",
     "Context",
@@ -40,6 +42,7 @@ __all__ = [
     "current_task_state",
     "current_task_state_within",
     "task_instance_state",
+    "xcom_value",
 ]
 
 # Airflow >= 3.3 calls ``BaseTrigger.on_kill`` when a user marks a deferred task failed/success or
@@ -135,3 +138,8 @@ def current_task_state_within(ti, timeout: float) -> str | None:
     if "state" not in result:
         raise TimeoutError(f"reading the task instance's state took more than {timeout} s")
     return result["state"]
+def xcom_value(ti_key, key: str):
+    """The XCom value a task instance (``ti_key``: dag_id, task_id, run_id, map_index) stored under ``key``."""
+    from airflow.providers.common.compat.sdk import XCom
+
+    return XCom.get_value(ti_key=ti_key, key=key)

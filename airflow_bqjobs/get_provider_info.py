@@ -60,6 +60,7 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_bqjobs.triggers.job"],
             }
         ],
+        "extra-links": ["airflow_bqjobs.links.BigQueryConsoleLink"],
         "connection-types": [
             {
                 "connection-type": "bigquery_jobs",
@@ -82,6 +83,27 @@ def get_provider_info() -> dict:
                         "label": "Keyfile JSON",
                         "description": "Content of a service-account JSON key.",
                         "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "credential_config_file": {
+                        "label": "Credential Configuration File",
+                        "description": "External-account (Workload Identity Federation) configuration: "
+                        "a path on the workers, or the JSON itself.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "scope": {
+                        "label": "Scopes (comma separated)",
+                        "description": "OAuth scopes. Default: bigquery and cloud-platform.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "impersonation_chain": {
+                        "label": "Impersonation Chain",
+                        "description": "Service account to impersonate, or a comma-separated delegation "
+                        "chain ending with it. An operator's impersonation_chain argument wins.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "is_anonymous": {
+                        "label": "Anonymous credentials (ignores all other settings)",
+                        "schema": {"type": ["boolean", "null"]},
                     },
                     "location": {
                         "label": "Location",

@@ -113,7 +113,7 @@ def test_missing_ok_reports_not_found(fake_bq, bq_client):
 
 @pytest.mark.parametrize(
     "job_id, field",
-    [("bad id!", "job_id"), ([], "job_id"), (["ok", 7], "job_id[1]"), ("p:job", "job_id"), ("{'jobId': ", "job_id"),
+    [("bad id!", "job_id"), ([], "job_id"), (["ok", 7], "job_id[1]"), ("p:", "job_id"), ("{'jobId': ", "job_id"),
      ({"location": "US"}, "job_id")],
 )
 def test_bad_job_id_fails_at_dag_parse_time(fake_bq, job_id, field):

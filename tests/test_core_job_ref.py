@@ -12,6 +12,9 @@ from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, validate_job_id
         ("my-project-1234:US.bquijob_123", JobRef("bquijob_123", "my-project-1234", "US")),
         ("example.com:my-proj:asia-northeast1.j-1", JobRef("j-1", "example.com:my-proj", "asia-northeast1")),
         ("  EU.x  ", JobRef("x", None, "EU")),
+        # what `bq ls -j` / `bq show -j` print: project and job ID, no location
+        ("my-project-1234:bquxjob_1a2b3c4d_18f0", JobRef("bquxjob_1a2b3c4d_18f0", "my-project-1234")),
+        ("example.com:my-proj:j-1", JobRef("j-1", "example.com:my-proj")),
     ],
 )
 def test_accepted_forms(text, expected):
@@ -44,7 +47,8 @@ def test_dict_and_round_trip():
         (":US.job", "project part before ':' is empty"),
         ("p:.job", "location part before '.' is empty"),
         ("US.", "job ID after '.' is empty"),
-        ("p:job", "has no location"),
+        ("p:", "job ID after ':' is empty"),
+        ("Bad_Project:job", "project part"),
         ("a.b.c", "more than one '.'"),
         ("p:U$.job", "location part"),
         ("Bad_Project:US.job", "project part"),
@@ -66,3 +70,9 @@ def test_max_length_accepted():
 def test_explicit_location_validated():
     with pytest.raises(InvalidJobInput, match="location"):
         parse_job_ref("j", location="not a location")
+
+
+def test_bq_form_takes_the_location_from_location_or_else_leaves_it_to_the_connection():
+    assert parse_job_ref("p:job", location="EU") == JobRef("job", "p", "EU")
+    assert parse_job_ref("p:job", project_id="other") == JobRef("job", "p", None)
+    assert parse_job_ref("p:job").with_defaults("conn-project", "asia-northeast1") == JobRef("job", "p", "asia-northeast1")

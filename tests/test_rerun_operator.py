@@ -177,7 +177,10 @@ def test_server_filled_fields_are_not_resubmitted_and_overrides_change_the_id(em
     new = fake_bq.job(ref["jobId"])
     assert ref["location"] == "EU" and new["location"] == "EU"  # the source job's location
     sent = new["resource"]["configuration"]
-    assert "destinationTable" not in sent["query"] and "writeDisposition" not in sent["query"]
+    # not the source's anonymous result table: the new job got its own (as BigQuery reports it)
+    old_result = QUERY_JOB["configuration"]["query"]["destinationTable"]
+    assert sent["query"]["destinationTable"]["datasetId"] != old_result["datasetId"]
+    assert "writeDisposition" not in sent["query"]
     assert sent["jobTimeoutMs"] == "600000"  # this task's timeout, not the old task's hour
     assert sent["labels"]["team"] == "analytics" and sent["labels"]["airflow-task"] == "rerun"
 

@@ -1,8 +1,10 @@
 """Job references: every place that names a job accepts the same forms, parsed here.
 
-Accepted: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id`` (what the console and ``bq`` print),
-a REST ``jobReference`` dict (``{"projectId", "location", "jobId"}``, what the submit operator returns),
-or a :class:`JobRef`. As ``bq`` does, the location inside a full ID wins over an explicit ``location``.
+Accepted: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id`` (what the console prints),
+``project:job_id`` (what ``bq ls -j`` and ``bq show -j`` print: no location, which then comes from an
+explicit ``location`` or the connection), a REST ``jobReference`` dict (``{"projectId", "location",
+"jobId"}``, what the submit operator returns), or a :class:`JobRef`. As ``bq`` does, the location
+inside a full ID wins over an explicit ``location``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ _LOCATION_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 # Project IDs, including legacy domain-scoped ones ("example.com:my-project").
 _PROJECT_RE = re.compile(r"(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]*[a-z0-9]|[a-z]")
 
-_FORMS = "expected 'job_id', 'LOCATION.job_id' or 'project:LOCATION.job_id'"
+_FORMS = "expected 'job_id', 'LOCATION.job_id', 'project:job_id' or 'project:LOCATION.job_id'"
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,8 @@ def _from_text(text: str, field: str) -> JobRef:
         project, _, text = text.rpartition(":")
         if not project:
             raise InvalidJobInput(field, f"the project part before ':' is empty; {_FORMS}")
-        if "." not in text:
-            raise InvalidJobInput(field, f"'project:job_id' has no location; {_FORMS}")
+        if not text:
+            raise InvalidJobInput(field, f"the job ID after ':' is empty; {_FORMS}")
     if "." in text:
         location, _, job_id = text.partition(".")
         if not location:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from airflow_bqjobs._compat import AirflowNotFoundException, BaseHook
 from airflow_bqjobs.core.attach import generation_of
 from airflow_bqjobs.core.backoff import backoff_delays
+from airflow_bqjobs.core.credential_options import parse_impersonation_chain
 from airflow_bqjobs.core.errors import InvalidJobInput, JobAlreadyExists
 from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
 from airflow_bqjobs.core.retrying import EmulatorUnreachable, call_with_retry, is_connection_refused
@@ -54,7 +55,12 @@ class RetryPolicy:
 
 
 class BigQueryJobsHook(BaseHook):
-    """Talks to BigQuery's jobs API with a ``google_cloud_default``-compatible connection."""
+    """Talks to BigQuery's jobs API with a ``google_cloud_default``-compatible connection.
+
+    :param impersonation_chain: a service account to impersonate, or a delegation chain ending with
+        it (wins over the connection's ``impersonation_chain`` extra); see
+        :mod:`airflow_bqjobs.hooks.credentials`.
+    """
 
     conn_name_attr = "gcp_conn_id"
     default_conn_name = "google_cloud_default"
@@ -71,9 +77,11 @@ class BigQueryJobsHook(BaseHook):
         retry_deadline: float = 600.0,
         retry_until: datetime | None = None,
         connection: Any = _DEFAULT,
+        impersonation_chain: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = parse_impersonation_chain(impersonation_chain) or None
         self._project_id = validate_project_id(project_id)
         self._location = validate_location(location)
         self.request_timeout = request_timeout
@@ -104,7 +112,7 @@ class BigQueryJobsHook(BaseHook):
         from airflow_bqjobs import __version__
 
         try:
-            settings = client_settings(self.extras)
+            settings = client_settings(self.extras, self.impersonation_chain)
         except DefaultCredentialsError as exc:
             raise InvalidJobInput(
                 "gcp_conn_id",

@@ -17,6 +17,7 @@ from airflow_bqjobs._compat import AirflowException, Context
 from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.job_refs import parse_job_refs
+from airflow_bqjobs.links import has_console_link, persist_console_link
 from airflow_bqjobs.operators._waiting import JobWaitingOperator
 from airflow_bqjobs.triggers import job as job_trigger
 
@@ -30,7 +31,7 @@ class JobSetOperator(JobWaitingOperator):
     :meth:`settled` (act on them once none needs waiting for; its return value is the XCom).
     """
 
-    template_fields: Sequence[str] = ("job_id", "project_id", "location")
+    template_fields: Sequence[str] = ("job_id", "project_id", "location", "impersonation_chain")
 
     def __init__(self, *, job_id: Any = None, **kwargs: Any) -> None:
         super().__init__(cancel_on_kill=False, **kwargs)
@@ -67,6 +68,8 @@ class JobSetOperator(JobWaitingOperator):
         """Wait until no target is PENDING or RUNNING (one job at a time), then :meth:`settled`."""
         while True:
             targets = self.read_targets(context, hook) if targets is None else targets
+            if has_console_link(self) and len(targets) == 1 and targets[0][1] is not None:
+                persist_console_link(context, targets[0][0])  # one job: before waiting, as it is known
             unfinished = [(ref, job) for ref, job in targets if job is not None and job_state(job) != "DONE"]
             if not unfinished or not self.waits():
                 return self.settled(context, hook, targets)

@@ -23,6 +23,8 @@ from airflow_bqjobs.core.job_id import derive_job_id, validate_prefix
 from airflow_bqjobs.core.job_ref import JobRef, validate_job_id
 from airflow_bqjobs.core.labels import airflow_labels, validate_labels
 from airflow_bqjobs.operators._arguments import check_arguments
+from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
+from airflow_bqjobs.operators._lineage import JobLineageMixin
 from airflow_bqjobs.operators._waiting import JobWaitingOperator
 
 _DESCRIBE = {
@@ -33,7 +35,7 @@ _DESCRIBE = {
 }
 
 
-class JobSubmittingOperator(JobWaitingOperator):
+class JobSubmittingOperator(JobLineageMixin, JobWaitingOperator):
     """Base of the operators that start a job exactly once per task instance and wait for it.
 
     :param labels: extra job labels; ``airflow-dag``, ``airflow-task``, ``airflow-run`` are always added.
@@ -42,6 +44,8 @@ class JobSubmittingOperator(JobWaitingOperator):
     :param reattach_on_clear: follow the same job even after the task or DAG run is cleared.
     :param rerun_cancelled: a retry re-runs a cancelled job (default); ``False`` fails the task instead.
     """
+
+    operator_extra_links = (BigQueryConsoleLink(),)
 
     def __init__(
         self,
@@ -121,6 +125,10 @@ class JobSubmittingOperator(JobWaitingOperator):
             job_id = derive_job_id(identity, hashed, validate_prefix(self.job_id_prefix))
         return JobRef(job_id), configuration
 
+    def on_job_done(self, context: Context, job: dict) -> Any:
+        self.keep_for_lineage(job)  # before a failed job raises: the failure event names it too
+        return super().on_job_done(context, job)
+
     def submit_and_wait(self, context: Context, hook, base: JobRef, insert_job: Callable[[JobRef], dict]) -> Any:
         """Insert (or upload) at most one job under ``base``'s ID generations, then wait for it."""
         outcome = attach_or_run(
@@ -134,7 +142,9 @@ class JobSubmittingOperator(JobWaitingOperator):
         )
         ref = outcome.ref  # with the location BigQuery reports
         self.log.info(_DESCRIBE[outcome.action], ref)
+        persist_console_link(context, outcome.job)  # before waiting: the link works while deferred
         if outcome.action is Action.FAIL:
+            self.keep_for_lineage(outcome.job)
             raise JobFailed(ref.full_id, error_result(outcome.job) or {})
         return self.wait_for_job(context, hook, ref, outcome.job)
 

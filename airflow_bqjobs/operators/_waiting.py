@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Sequence
 
 from airflow_bqjobs._compat import (
     AirflowException,
@@ -28,6 +28,7 @@ from airflow_bqjobs._compat import (
 from airflow_bqjobs.core.arguments import validate_flag, validate_optional_flag
 from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
+from airflow_bqjobs.core.credential_options import parse_impersonation_chain
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef, validate_location, validate_project_id
@@ -59,10 +60,13 @@ class JobWaitingOperator(LabelValueFilter, BaseOperator):
         cancel_on_kill: bool = True,
         request_timeout: float = 60.0,
         retry_deadline: float = 600.0,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        check_impersonation_chain(impersonation_chain)
         self.project_id = project_id
         self.location = location
         validate_optional_flag(deferrable, "deferrable")
@@ -90,6 +94,7 @@ class JobWaitingOperator(LabelValueFilter, BaseOperator):
             request_timeout=self.request_timeout,
             retry_deadline=self.retry_deadline,
             retry_until=self._deadline(context) if context is not None else None,
+            impersonation_chain=self.impersonation_chain,
         )
 
     # -- waiting ---------------------------------------------------------------------------------
@@ -223,8 +228,8 @@ def defer_on_job(
 
     The one deferral used by every operator and the sensor: the trigger enforces ``deadline`` itself
     and Airflow's deferral timeout is only a backstop after it (see :func:`_defer_timeout`).
-    ``task`` provides ``gcp_conn_id`` and ``request_timeout``. ``not_found_ok``: the job may not
-    exist yet (the sensor's ``wait_for_existence``); a 404 then means "keep waiting".
+    ``task`` provides ``gcp_conn_id``, ``request_timeout`` and ``impersonation_chain``. ``not_found_ok``:
+    the job may not exist yet (the sensor's ``wait_for_existence``); a 404 then means "keep waiting".
     """
     task.defer(
         trigger=job_trigger.BigQueryJobTrigger(
@@ -236,6 +241,8 @@ def defer_on_job(
             request_timeout=task.request_timeout,
             reattach_on_clear=reattach_on_clear,
             **({"not_found_ok": True} if not_found_ok else {}),
+            # account emails, not secrets: the triggerer builds the same credentials from the connection
+            impersonation_chain=list(parse_impersonation_chain(getattr(task, "impersonation_chain", None))) or None,
         ),
         method_name="execute_complete",
         timeout=_defer_timeout(deadline),
@@ -265,3 +272,9 @@ def _defer_timeout(deadline: datetime | None) -> timedelta | None:
     if deadline is None:
         return None
     return max(deadline - _now(), timedelta(0)) + _DEFER_TIMEOUT_GRACE
+
+
+def check_impersonation_chain(value: Any) -> None:
+    """At DAG-parse time for a literal value; a template (``{{ ... }}``) is checked once rendered."""
+    if not (isinstance(value, str) and "{{" in value):
+        parse_impersonation_chain(value)

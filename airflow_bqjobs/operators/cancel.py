@@ -11,6 +11,7 @@ from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.operators._arguments import check_arguments
+from airflow_bqjobs.links import BigQueryConsoleLink
 from airflow_bqjobs.operators._job_set import JobSetOperator, Targets
 
 
@@ -26,7 +27,7 @@ class BigQueryCancelJobOperator(JobSetOperator):
     The task fails if a job does not exist (after requesting the other cancels), never because a
     job finished before it could be cancelled.
 
-    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id``, the reference dict
+    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:job_id`` (as ``bq ls -j`` prints it), ``project:LOCATION.job_id``, the reference dict
         the submit operator returns (``submit.output``), or a list of these (e.g. the output of a
         mapped submit task). Templated.
     :param wait: wait until every job is DONE (default, like ``bq cancel``); ``False`` returns right
@@ -37,6 +38,8 @@ class BigQueryCancelJobOperator(JobSetOperator):
     """
 
     ui_color = "#f6e0e0"
+    # The job's console page when the task names one job (a list of jobs has no single page).
+    operator_extra_links = (BigQueryConsoleLink(),)
 
     def __init__(self, *, job_id: Any, wait: bool = True, missing_ok: bool = False, **kwargs: Any) -> None:
         super().__init__(job_id=job_id, **kwargs)

@@ -19,6 +19,7 @@ from airflow_bqjobs.core.job_listing import (
 from airflow_bqjobs.core.job_ref import parse_job_ref, validate_project_id
 from airflow_bqjobs.core.labels import validate_labels
 from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments, literal
+from airflow_bqjobs.operators._waiting import check_impersonation_chain
 
 
 class BigQueryListJobsOperator(LabelValueFilter, BaseOperator):
@@ -53,6 +54,7 @@ class BigQueryListJobsOperator(LabelValueFilter, BaseOperator):
     template_fields: Sequence[str] = (
         "project_id", "state_filter", "min_creation_time", "max_creation_time", "parent_job_id", "labels",
         "airflow_dag_id", "airflow_run_id", "airflow_task_id",
+        "impersonation_chain",
     )
     ui_color = "#e8eef8"
 
@@ -72,10 +74,13 @@ class BigQueryListJobsOperator(LabelValueFilter, BaseOperator):
         airflow_run_id: str | None = None,
         airflow_task_id: str | None = None,
         request_timeout: float = 60.0,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        check_impersonation_chain(impersonation_chain)
         self.project_id = project_id
         self.all_users = all_users
         self.state_filter = state_filter
@@ -121,7 +126,8 @@ class BigQueryListJobsOperator(LabelValueFilter, BaseOperator):
         query = self._query()
         from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 
-        hook = BigQueryJobsHook(self.gcp_conn_id, project_id=query.project_id, request_timeout=self.request_timeout)
+        hook = BigQueryJobsHook(self.gcp_conn_id, project_id=query.project_id, request_timeout=self.request_timeout,
+                                impersonation_chain=self.impersonation_chain)
         summaries = query.select(hook.list_jobs(**query.list_kwargs()))
         self.log.info("Listed %d job(s) of project %s.", len(summaries), query.project_id or hook.project_id)
         return summaries

@@ -28,7 +28,7 @@ class BigQueryRerunJobOperator(JobSubmittingOperator):
 
     Returns the new job's reference and pushes its summary under the XCom key ``job_summary``.
 
-    :param source_job: the job to repeat: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id``,
+    :param source_job: the job to repeat: ``job_id``, ``LOCATION.job_id``, ``project:job_id`` (as ``bq ls -j`` prints it), ``project:LOCATION.job_id``,
         a ``jobReference`` dict, or a submit task's output (``submit.output`` or its rendered
         ``xcom_pull``). Templated.
     :param configuration_overrides: deep-merged into the source configuration: dicts merge key by
@@ -40,7 +40,8 @@ class BigQueryRerunJobOperator(JobSubmittingOperator):
     """
 
     template_fields: Sequence[str] = (
-        "source_job", "configuration_overrides", "project_id", "location", "labels", "job_id", "job_id_prefix"
+        "source_job", "configuration_overrides", "project_id", "location", "labels", "job_id", "job_id_prefix",
+        "impersonation_chain",
     )
     template_fields_renderers = {"configuration_overrides": "json"}
     ui_color = "#e4f0e8"

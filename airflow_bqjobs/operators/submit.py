@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import IO, Any, Sequence
 
 from airflow_bqjobs._compat import Context
@@ -43,7 +44,8 @@ class BigQuerySubmitJobOperator(JobSubmittingOperator):
     """
 
     template_fields: Sequence[str] = (
-        "configuration", "source_file", "project_id", "location", "labels", "job_id", "job_id_prefix"
+        "configuration", "source_file", "project_id", "location", "labels", "job_id", "job_id_prefix",
+        "impersonation_chain",
     )
     template_ext: Sequence[str] = (".json", ".sql")
     template_fields_renderers = {"configuration": "json"}
@@ -80,6 +82,10 @@ class BigQuerySubmitJobOperator(JobSubmittingOperator):
             context, self.configuration, id_input=lambda config: job_id_input(config, source)
         )
         return base, configuration, source
+
+    def lineage_source_file(self) -> str | None:
+        """The uploaded file's path (a load job's input in the lineage events)."""
+        return str(self.source_file) if isinstance(self.source_file, (str, os.PathLike)) else None
 
     def execute(self, context: Context) -> Any:
         base, configuration, source = self._build(context)

@@ -28,8 +28,9 @@ from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, ref_of_job, validate_location, validate_project_id
 from airflow_bqjobs.core.job_refs import parse_one_job_ref
 from airflow_bqjobs.core.summary import summarize_job
+from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
 from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments
-from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, defer_on_job, try_start
+from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, check_impersonation_chain, defer_on_job, try_start
 from airflow_bqjobs.triggers import job as job_trigger
 
 
@@ -50,15 +51,16 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
     waits for it to appear (another team's job that starts later), up to its ``timeout``, in poke,
     reschedule and deferrable mode alike.
 
-    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id`` or a jobReference dict. Templated.
+    :param job_id: ``job_id``, ``LOCATION.job_id``, ``project:job_id`` (as ``bq ls -j`` prints it), ``project:LOCATION.job_id`` or a jobReference dict. Templated.
     :param fail_on_error: fail when the job ends with an ``errorResult`` (including a cancelled job).
     :param wait_for_existence: a job that does not exist (yet) is waited for instead of failing the sensor.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between checks; in deferrable mode the longest pause (checks start at 1 s).
     """
 
-    template_fields: Sequence[str] = ("job_id", "project_id", "location")
+    template_fields: Sequence[str] = ("job_id", "project_id", "location", "impersonation_chain")
     ui_color = "#f0eee4"
+    operator_extra_links = (BigQueryConsoleLink(),)
 
     def __init__(
         self,
@@ -72,11 +74,14 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
         deferrable: bool | None = None,
         poke_interval: float = 10.0,
         request_timeout: float = 60.0,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.job_id = job_id
         self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        check_impersonation_chain(impersonation_chain)
         self.project_id = project_id
         self.location = location
         self.fail_on_error = validate_flag(fail_on_error, "fail_on_error")
@@ -96,16 +101,20 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
             project_id=self.project_id,
             location=self.location,
             request_timeout=self.request_timeout,
+            impersonation_chain=self.impersonation_chain,
         )
 
     def job_ref(self, hook) -> JobRef:
         return hook.resolve(parse_one_job(self.job_id, self.project_id, self.location))
 
-    def _read(self, hook, ref: JobRef, *, missing_ok: bool = False) -> dict | None:
+    def _read(self, context: Context, hook, ref: JobRef, *, missing_ok: bool = False) -> dict | None:
         job = hook.get_job(ref)
         if job is None and not missing_ok:
             hint = "" if self.wait_for_existence else "; pass wait_for_existence=True to wait for it to appear"
             raise AirflowException(f"Job {ref} does not exist (wrong ID, project or location?){hint}")
+        if job is not None and not getattr(self, "_link_persisted", False):  # once per try (poke mode pokes often)
+            persist_console_link(context, job)
+            self._link_persisted = True
         return job
 
     def _not_there_yet(self, ref: JobRef) -> None:
@@ -117,7 +126,7 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         hook = self.hook
         ref = self.job_ref(hook)
-        job = self._read(hook, ref, missing_ok=self.wait_for_existence)
+        job = self._read(context, hook, ref, missing_ok=self.wait_for_existence)
         if job is None:
             self._not_there_yet(ref)
             return False
@@ -134,7 +143,7 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
             return super().execute(context)
         hook = self.hook
         ref = self.job_ref(hook)
-        job = self._read(hook, ref, missing_ok=self.wait_for_existence)
+        job = self._read(context, hook, ref, missing_ok=self.wait_for_existence)
         deadline = try_start(context) + timedelta(seconds=self.timeout)
         if job is None:
             self._not_there_yet(ref)
@@ -161,7 +170,7 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
         if status == job_trigger.ERROR:
             raise AirflowException(event.get("message") or f"Waiting for job {ref} failed")
         hook = self.hook
-        job = self._read(hook, ref)
+        job = self._read(context, hook, ref)
         ref = ref_of_job(job, ref)
         if job_state(job) != "DONE":  # cannot happen with BigQuery: the event said DONE
             raise AirflowException(f"Job {ref} is {job_state(job)} although its trigger reported it DONE")

@@ -1,7 +1,8 @@
 """Waits for a BigQuery job in the triggerer, so no worker slot is held while BigQuery works.
 
-Serialised kwargs hold only a connection id, a job reference and numbers: never credentials (they
-are stored in the metadata DB). One hook, hence one HTTP client, serves the whole wait; each
+Serialised kwargs hold only a connection id, a job reference, numbers and (if set) the
+impersonation chain's account emails: never credentials (they are stored in the metadata DB); the
+hook builds the same credentials from the connection as the worker did. One hook, hence one HTTP client, serves the whole wait; each
 ``jobs.get`` runs in a thread with a request timeout, and transient errors only delay the next poll.
 
 Cancellation (all of it off with ``cancel_on_kill=False``):
@@ -38,6 +39,7 @@ from typing import Any, AsyncIterator
 from airflow_bqjobs._compat import TRIGGER_ON_KILL, BaseTrigger, TriggerEvent, aget_connection, task_instance_state
 from airflow_bqjobs.core.attach import READ_AFTER_CONFLICT_DELAYS
 from airflow_bqjobs.core.backoff import backoff_delays, poll_intervals
+from airflow_bqjobs.core.credential_options import parse_impersonation_chain
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.kill import UNKNOWN, may_cancel, why
@@ -65,9 +67,11 @@ class BigQueryJobTrigger(BaseTrigger):
         request_timeout: float = 60.0,
         reattach_on_clear: bool = False,
         not_found_ok: bool = False,
+        impersonation_chain: list[str] | str | None = None,
     ) -> None:
         super().__init__()
         self.ref = parse_job_ref(job, field="job")
+        self.impersonation_chain = list(parse_impersonation_chain(impersonation_chain)) or None
         self.gcp_conn_id = gcp_conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
@@ -90,6 +94,7 @@ class BigQueryJobTrigger(BaseTrigger):
                 "request_timeout": self.request_timeout,
                 "reattach_on_clear": self.reattach_on_clear,
                 "not_found_ok": self.not_found_ok,
+                **({"impersonation_chain": self.impersonation_chain} if self.impersonation_chain else {}),
             },
         )
 
@@ -104,6 +109,7 @@ class BigQueryJobTrigger(BaseTrigger):
                 location=self.ref.location,
                 request_timeout=self.request_timeout,
                 connection=connection,
+                impersonation_chain=self.impersonation_chain,
             )
         return self._hook
 

@@ -11,7 +11,7 @@ from tests.deployment.postgres import PostgresServer
 CONN_ID = "bqjobs_fake"  # as in dags/bqjobs_deployment_dags.py
 PROJECT = "test-project"
 DAG_IDS = ("bqjobs_deploy_complete", "bqjobs_deploy_triggerer_restart", "bqjobs_deploy_mark_failed",
-           "bqjobs_deploy_takeover")
+           "bqjobs_deploy_takeover", "bqjobs_deploy_console_link")
 
 TIMINGS: dict[str, float] = {}  # label -> seconds, in the order recorded
 NOTES: list[str] = []  # things worth knowing about a run that passed (SIGKILLs needed, retries)

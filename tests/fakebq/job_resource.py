@@ -106,6 +106,18 @@ def query_progress(job: Job, now: float, end: float) -> dict:
     timeline = [{"elapsedMs": str(int(elapsed * 1000)), "totalSlotMs": slot_ms, "pendingUnits": str(units - completed),
                  "completedUnits": str(completed), "activeUnits": "0" if now >= end else "1"}]
     return {"totalSlotMs": slot_ms, "queryPlan": plan, "timeline": timeline}
+def job_configuration(job: Job) -> dict:
+    """The configuration as BigQuery reports it: a query (not a script) that named no destination
+    writes to an anonymous result table, ``anon...`` in a hidden dataset ``_...``, which BigQuery
+    fills in as ``destinationTable``."""
+    configuration = copy.deepcopy(job.configuration)
+    query = configuration.get("query")
+    if job.job_type == "QUERY" and isinstance(query, dict) and not query.get("destinationTable") \
+            and not job.child_job_ids:
+        digest = hashlib.sha1(job_name(job.project, job.location, job.job_id).encode()).hexdigest()
+        query["destinationTable"] = {"projectId": job.project, "datasetId": f"_{digest[:40]}",
+                                     "tableId": f"anon{digest[::-1][:40]}"}
+    return configuration
 
 
 def job_resource(job: Job, now: float, base_url: str, num_children: int = 0) -> dict:
@@ -118,7 +130,7 @@ def job_resource(job: Job, now: float, base_url: str, num_children: int = 0) -> 
         "selfLink": f"{base_url}/bigquery/v2/projects/{job.project}/jobs/{job.job_id}?location={job.location}",
         "user_email": job.user_email,
         "principal_subject": f"user:{job.user_email}",
-        "configuration": copy.deepcopy(job.configuration),
+        "configuration": job_configuration(job),
         "jobReference": {"projectId": job.project, "jobId": job.job_id, "location": job.location},
         "statistics": job_statistics(job, now, num_children),
         "status": job_status(job, now),
@@ -142,7 +154,7 @@ def list_entry(job: Job, now: float, num_children: int, full: bool) -> dict:
     if "errorResult" in status:
         entry["errorResult"] = dict(status["errorResult"])
     if full:
-        entry["configuration"] = copy.deepcopy(job.configuration)
+        entry["configuration"] = job_configuration(job)
     return entry
 
 

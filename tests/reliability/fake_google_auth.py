@@ -5,16 +5,24 @@ Google's auth servers are the one part of Google a test may stand in for: the ke
 answers with an access token, so credentials built from the key are really used end to end. The same
 server answers google-auth's background "regional access boundary" lookup (IAM credentials'
 ``allowedLocations``), which would otherwise go to iamcredentials.googleapis.com.
+
+It also stands in for the IAM credentials API (``generateAccessToken``: service-account
+impersonation, with delegates, authorised by a token it issued) and for the Security Token Service
+(``/sts``: the token exchange of an external-account / Workload Identity Federation configuration,
+for a subject token it was given). Every token it issues is random and recorded, so that the leak
+tests can look for each of them.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -68,6 +76,14 @@ class TokenEndpoint:
     rejected_assertions: int = 0
     boundary_lookups: int = 0  # allowedLocations requests carrying a token we issued
     accounts: list[ServiceAccount] = field(default_factory=list)
+    scopes_requested: list[str] = field(default_factory=list)  # the "scope" claim of each verified assertion
+    # IAM credentials: one entry per generateAccessToken answered ({"target", "delegates", "scope", "caller"})
+    impersonations: list[dict] = field(default_factory=list)
+    impersonated_tokens: dict[str, str] = field(default_factory=dict)  # account email -> token issued for it
+    # STS: subject tokens it accepts (an external identity's token), and the access tokens it issued
+    subject_tokens: list[str] = field(default_factory=list)
+    exchanges: list[dict] = field(default_factory=list)  # {"scope", "audience", "subject_token_type"}
+    sts_tokens: list[str] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -83,13 +99,36 @@ class TokenEndpoint:
         """Stands in for google-auth's ``get_service_account_rab_endpoint``."""
         return f"{self.base_url}/v1/projects/-/serviceAccounts/{service_account_email}/allowedLocations"
 
+    def pool_boundary_lookup_url(self, project_number: str, pool_id: str) -> str:
+        """Stands in for google-auth's ``get_workload_identity_pool_rab_endpoint``."""
+        return f"{self.base_url}/v1/projects/{project_number}/locations/global/workloadIdentityPools/{pool_id}/allowedLocations"
+
+    @property
+    def iam_endpoint(self) -> str:
+        """Stands in for ``google.auth.iam._IAM_ENDPOINT`` (``{}`` is the impersonated account)."""
+        return f"{self.base_url}/v1/projects/-/serviceAccounts/{{}}:generateAccessToken"
+
+    @property
+    def sts_url(self) -> str:
+        return f"{self.base_url}/sts"
+
+    def issued_tokens(self) -> set[str]:
+        return ({a.token for a in self.accounts} | set(self.impersonated_tokens.values()) | set(self.sts_tokens))
+
     def start(self) -> TokenEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-                self.reply(*endpoint.answer(form.get("assertion", [""])[0]))
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                path = urllib.parse.urlparse(self.path).path
+                if path.endswith(":generateAccessToken"):
+                    self.reply(*endpoint.impersonate(path, self.headers.get("Authorization", ""), body))
+                elif path == "/sts":
+                    self.reply(*endpoint.exchange(urllib.parse.parse_qs(body)))
+                else:
+                    form = urllib.parse.parse_qs(body)
+                    self.reply(*endpoint.answer(form.get("assertion", [""])[0]))
 
             def do_GET(self):
                 self.reply(*endpoint.boundary(self.path, self.headers.get("Authorization", "")))
@@ -119,13 +158,40 @@ class TokenEndpoint:
             self.rejected_assertions += 1
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
         self.verified_assertions += 1
+        self.scopes_requested.append(json.loads(_b64(assertion.split(".")[1])).get("scope", ""))
         if self.refuse:
             return 400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"}
         return 200, {"access_token": account.token, "expires_in": 3600, "token_type": "Bearer"}
 
 
+    def impersonate(self, path: str, authorization: str, body: str) -> tuple[int, dict]:
+        """IAM credentials ``generateAccessToken`` for the account in ``path``, authorised by a token we issued."""
+        email = urllib.parse.unquote(re.search(r"serviceAccounts/([^/:]+):generateAccessToken$", path).group(1))
+        caller = authorization.removeprefix("Bearer ")
+        if caller not in self.issued_tokens():
+            return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}}
+        request = json.loads(body or "{}")
+        self.impersonations.append({"target": email, "delegates": list(request.get("delegates") or []),
+                                    "scope": list(request.get("scope") or []), "caller": caller})
+        token = self.impersonated_tokens.setdefault(email, "ya29.impersonated-" + secrets.token_urlsafe(32))
+        expiry = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return 200, {"accessToken": token, "expireTime": expiry}
+
+    def exchange(self, form: dict) -> tuple[int, dict]:
+        """STS token exchange: a subject token we were given for an access token."""
+        subject = form.get("subject_token", [""])[0]
+        if form.get("grant_type", [""])[0] != "urn:ietf:params:oauth:grant-type:token-exchange" or \
+                subject not in self.subject_tokens:
+            return 400, {"error": "invalid_grant", "error_description": "The subject token is invalid."}
+        self.exchanges.append({"scope": form.get("scope", [""])[0], "audience": form.get("audience", [""])[0],
+                               "subject_token_type": form.get("subject_token_type", [""])[0]})
+        token = "ya29.sts-" + secrets.token_urlsafe(32)
+        self.sts_tokens.append(token)
+        return 200, {"access_token": token, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                     "token_type": "Bearer", "expires_in": 3600}
+
     def boundary(self, path: str, authorization: str) -> tuple[int, dict]:
-        tokens = {f"Bearer {a.token}" for a in self.accounts}
+        tokens = {f"Bearer {t}" for t in self.issued_tokens()}
         if not path.endswith("/allowedLocations") or authorization not in tokens:
             return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}}
         self.boundary_lookups += 1

@@ -225,3 +225,77 @@ def test_the_search_finds_the_key_however_it_was_escaped(account):
                  json.dumps({"extra": json.dumps({"keyfile_dict": account.keyfile_json})})):
         assert any(found.startswith("private key line") for found in leaks(account, {"dump": form}))
     assert leaks(account, {"log": f"Bearer {account.token}"}) == ["access token in log"]
+
+
+# -- impersonation and external accounts -------------------------------------------------------------
+
+IMPERSONATED = "bq-runner@target-project.iam.gserviceaccount.com"
+SUBJECT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.external-identity-" + "x" * 40
+
+
+@pytest.fixture
+def iam_and_sts(token_endpoint, monkeypatch):
+    """The local token endpoint also answers IAM credentials' generateAccessToken and STS."""
+    from google.auth import _regional_access_boundary_utils as boundary
+    from google.auth import iam
+
+    monkeypatch.setattr(iam, "_IAM_ENDPOINT", token_endpoint.iam_endpoint)
+    monkeypatch.setattr(boundary, "get_workload_identity_pool_rab_endpoint", token_endpoint.pool_boundary_lookup_url)
+    token_endpoint.subject_tokens.append(SUBJECT_TOKEN)
+    return token_endpoint
+
+
+def issued_secrets(account: ServiceAccount, endpoint: TokenEndpoint) -> dict[str, str]:
+    found = dict(account.secrets())
+    found.update({f"impersonated token for {who}": token for who, token in endpoint.impersonated_tokens.items()})
+    found.update({f"STS token {i}": token for i, token in enumerate(endpoint.sts_tokens)})
+    found["external subject token"] = SUBJECT_TOKEN
+    return found
+
+
+def wif_extras(endpoint: TokenEndpoint, tmp_path: Path) -> dict:
+    token_file = tmp_path / "oidc-token"
+    token_file.write_text(SUBJECT_TOKEN)
+    config = {"type": "external_account", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+              "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
+              "token_url": endpoint.sts_url, "credential_source": {"file": str(token_file)}}
+    return {"credential_config_file": json.dumps(config), "project": "test-project"}
+
+
+@pytest.mark.parametrize("source", ["keyfile_dict", "credential_config_file"])
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_impersonated_and_federated_runs_leak_no_token(keyed_fake, account, iam_and_sts, monkeypatch, tmp_path,
+                                                       caplog, capfd, source, deferrable):
+    """The source key or external token, the STS token and the impersonated token appear nowhere;
+    the trigger kwargs hold the account emails only."""
+    extras = wif_extras(iam_and_sts, tmp_path) if source == "credential_config_file" else {
+        "keyfile_dict": account.keyfile_json, "project": "test-project"}
+    set_connection(monkeypatch, "bq_impersonating", {**extras, "impersonation_chain": IMPERSONATED})
+    keyed_fake.inject("503", "get", count=2)
+
+    run = run_task_instance(secret_task("bq_impersonating", deferrable))
+
+    assert run.state == SUCCESS, [repr(a.error) for a in run.attempts]
+    assert iam_and_sts.impersonated_tokens and (source == "keyfile_dict" or iam_and_sts.sts_tokens)
+    out, err = capfd.readouterr()
+    surfaces = {"caplog": caplog.text, "stdout": out, "stderr": err, "xcom": json.dumps(run.xcom),
+                "returned": json.dumps(run.result),
+                "trigger kwargs": json.dumps([a.trigger_kwargs for a in run.attempts])}
+    found = issued_secrets(account, iam_and_sts)
+    leaked = [f"{name} in {where}" for where, text in surfaces.items() for name, s in found.items() if s in text]
+    assert not leaked, leaked
+    if deferrable:
+        assert all(a.trigger_kwargs for a in run.attempts)
+
+
+def test_a_refused_impersonation_fails_without_showing_a_token(keyed_fake, account, iam_and_sts, monkeypatch,
+                                                                caplog, capfd):
+    """IAM credentials refuses (the caller's token is not one it issued): the error says so, no token shown."""
+    set_connection(monkeypatch, "bq_refused", {"keyfile_dict": account.keyfile_json, "project": "test-project",
+                                               "impersonation_chain": IMPERSONATED})
+    iam_and_sts.accounts.remove(account)  # the token endpoint no longer knows the key either
+    attempt = run_attempt(secret_task("bq_refused", deferrable=False), 1, XComStore())
+    assert attempt.outcome == FAILED
+    out, err = capfd.readouterr()
+    surfaces = {"error": error_text(attempt.error), "caplog": caplog.text, "stdout": out, "stderr": err}
+    assert not leaks(account, surfaces), leaks(account, surfaces)

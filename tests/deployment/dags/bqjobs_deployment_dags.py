@@ -31,6 +31,8 @@ SCENARIOS = {
     "bqjobs_deploy_triggerer_restart": {"running_s": FOREVER_S},
     "bqjobs_deploy_mark_failed": {"running_s": FOREVER_S, "cancel_s": 1},
     "bqjobs_deploy_takeover": {"running_s": FOREVER_S, "cancel_s": 1},
+    # test_console_link_deployment.py: runs "forever" (its link is read while deferred), ended by the clock
+    "bqjobs_deploy_console_link": {"running_s": FOREVER_S},
 }
 
 for dag_id, behaviour in SCENARIOS.items():
