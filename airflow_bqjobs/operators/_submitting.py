@@ -22,8 +22,8 @@ from airflow_bqjobs.core.job_config import build_configuration
 from airflow_bqjobs.core.job_id import derive_job_id, validate_prefix
 from airflow_bqjobs.core.job_ref import JobRef, validate_job_id
 from airflow_bqjobs.core.labels import airflow_labels, validate_labels
-from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
+from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._lineage import JobLineageMixin
 from airflow_bqjobs.operators._waiting import JobWaitingOperator
 

@@ -10,8 +10,8 @@ from airflow_bqjobs.core.arguments import validate_flag
 from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.core.job_refs import parse_job_refs
-from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.links import BigQueryConsoleLink
+from airflow_bqjobs.operators._arguments import check_arguments
 from airflow_bqjobs.operators._job_set import JobSetOperator, Targets
 
 
