@@ -34,10 +34,10 @@ from tests.deployment.soak_driver import SoakDriver
 pytestmark = [pytest.mark.deployment, pytest.mark.soak]
 
 SEED = int(os.environ.get("BQJOBS_SOAK_SEED", "11"))
-RUNS = int(os.environ.get("BQJOBS_SOAK_RUNS", "14"))
-CHAOS_S = float(os.environ.get("BQJOBS_SOAK_CHAOS_S", "200"))  # actions stop after this; runs drain after
+RUNS = int(os.environ.get("BQJOBS_SOAK_RUNS", "6"))
+CHAOS_S = float(os.environ.get("BQJOBS_SOAK_CHAOS_S", "150"))  # actions stop after this; runs drain after
 DRAIN_TIMEOUT_S = float(os.environ.get("BQJOBS_SOAK_DRAIN_S", "300"))
-TRIGGER_EVERY_S = float(os.environ.get("BQJOBS_SOAK_TRIGGER_EVERY_S", "12"))
+TRIGGER_EVERY_S = float(os.environ.get("BQJOBS_SOAK_TRIGGER_EVERY_S", "10"))
 CLOCK_SCALE = 4.0
 LOAD_COPY_RUNNING_S = 30  # fake-clock seconds for load and copy jobs (queries carry theirs)
 FINISHED_RUN = ("success", "failed")
