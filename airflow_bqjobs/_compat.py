@@ -37,6 +37,8 @@ __all__ = [
     "TriggerEvent",
     "aget_connection",
     "default_deferrable",
+    "current_task_state",
+    "current_task_state_within",
     "task_instance_state",
 ]
 
@@ -70,25 +72,66 @@ async def task_instance_state(task_instance) -> str | None:
     """
     from asgiref.sync import sync_to_async
 
-    ti = task_instance
+    return await sync_to_async(current_task_state)(task_instance)
+
+
+def current_task_state(ti) -> str | None:
+    """The current state of the task instance ``ti`` names (dag_id, task_id, run_id, map_index).
+
+    Where the Task SDK's supervisor channel exists (an Airflow 3 task runner or triggerer) it asks the
+    API server through it; otherwise (Airflow 2, or a process with metadata-DB access such as
+    ``dag.test()``) it reads the metadata DB. ``None`` when it has no state or no longer exists;
+    raises when it cannot be read.
+    """
+    map_index = -1 if ti.map_index is None else ti.map_index
     try:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+        from airflow.sdk.execution_time import task_runner
     except ImportError:  # Airflow 2
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-
-        def read() -> str | None:
-            with create_session() as session:
-                found = TaskInstance.get_task_instance(
-                    dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index, session=session
-                )
-                return None if found is None else found.state
-
-        state = await sync_to_async(read)()
-    else:
-        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+        task_runner = None
+    if task_runner is not None and getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
+        states = task_runner.RuntimeTaskInstance.get_task_states(
             dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
         )
-        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        key = ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}"
         state = (states.get(ti.run_id) or {}).get(key)
+    else:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            state = session.scalar(
+                select(TaskInstance.state).where(
+                    TaskInstance.dag_id == ti.dag_id,
+                    TaskInstance.task_id == ti.task_id,
+                    TaskInstance.run_id == ti.run_id,
+                    TaskInstance.map_index == map_index,
+                )
+            )
     return None if state is None else str(getattr(state, "value", state))
+
+
+def current_task_state_within(ti, timeout: float) -> str | None:
+    """:func:`current_task_state` from a signal handler: in a thread, bounded by ``timeout``.
+
+    The task runner calls ``on_kill`` from its SIGTERM handler, possibly while the interrupted code
+    holds the supervisor channel's lock; a thread cannot deadlock the handler. Raises ``TimeoutError``.
+    """
+    import threading
+
+    result: dict = {}
+
+    def read() -> None:
+        try:
+            result["state"] = current_task_state(ti)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            result["error"] = exc
+
+    reader = threading.Thread(target=read, name="bqjobs-task-state", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if "error" in result:
+        raise result["error"]
+    if "state" not in result:
+        raise TimeoutError(f"reading the task instance's state took more than {timeout} s")
+    return result["state"]

@@ -109,16 +109,34 @@ def polled(fake_bq, job_id):
     return len(fake_bq.calls_for("get", job_id=job_id)) >= 2
 
 
-async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_bq):
-    op = submit()
-    _, deferred = defer(op)
+def deferred_in_a_real_run(register_dag, dag_id, **kw):
+    """A DAG run in the metadata DB whose ``query`` try deferred; returns (run, operator, context)."""
+    from airflow.sdk import DAG
+
+    from tests.airflow_run import Run
+
+    with DAG(dag_id, schedule=None, start_date=D, catchup=False) as dag:
+        op = submit(**kw)
+    register_dag(dag)
+    run = Run(dag, {"query": op})
+    context = run.start_try("query")
+    run.set_state("query", "deferred")
+    return run, op, context
+
+
+async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_bq, register_dag):
+    run, op, context = deferred_in_a_real_run(register_dag, "kill_user_deferred")
+    _, deferred = defer(op, context)
     job_id = the_job(fake_bq)["job_id"]
+    trigger = rebuild_trigger(deferred.trigger)
+    trigger.task_instance = run.task_instance("query")
     triggerer = Triggerer()
-    triggerer.start(rebuild_trigger(deferred.trigger), 1)
+    triggerer.start(trigger, 1)
     await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
     assert the_job(fake_bq)["state"] == "RUNNING"
 
     killed = time.monotonic()
+    run.mark("query", "failed")
     await triggerer.user_action(1)
     job = await async_wait_until(lambda: (j := the_job(fake_bq))["state"] == "DONE" and j, what="the job to stop")
     assert time.monotonic() - killed < 5
@@ -204,8 +222,12 @@ async def test_cancel_on_kill_false_leaves_the_job_running_on_kill_and_deadline(
     assert the_job(fake_bq)["state"] == "RUNNING"
 
 
-def test_sync_on_kill_cancels_the_job_the_worker_waits_for(fake_bq):
-    """Airflow's task runner calls task.on_kill() from its SIGTERM handler while execute() polls."""
+def test_sync_on_kill_cancels_the_job_the_worker_waits_for(fake_bq, monkeypatch):
+    """Airflow's task runner calls task.on_kill() from its SIGTERM handler while execute() polls; here
+    the user marked the task failed (the real task-runner path: tests/test_kill_signals.py)."""
+    from airflow_bqjobs.operators import _waiting
+
+    monkeypatch.setattr(_waiting, "current_task_state_within", lambda ti, timeout: "failed")
     op = submit(deferrable=False)
     failure = []
 
@@ -251,12 +273,14 @@ async def first_of(trigger):
 
 @pytest.mark.parametrize(
     ("state", "cancel_on_kill", "cancelled"),
-    [("failed", True, True), ("success", True, True), (None, True, True), ("scheduled", True, True),
-     ("deferred", True, False), (ConnectionError("API server down"), True, False), ("failed", False, False)],
+    [("failed", True, True), ("success", True, True), (None, True, True), ("restarting", True, True),
+     ("deferred", True, False), ("up_for_retry", True, False), ("scheduled", True, False), ("running", True, False),
+     (ConnectionError("API server down"), True, False), ("failed", False, False)],
 )
 async def test_pre_3_3_fallback_cancels_only_when_the_task_left_deferred(fake_bq, old_airflow, state, cancel_on_kill,
                                                                         cancelled):
-    """failed/success: marked by a user; None: cleared; scheduled: Airflow 2's own trigger timeout."""
+    """failed/success: marked by a user; None/restarting: cleared; deferred: a restart or a takeover;
+    up_for_retry/scheduled/running: a try follows the job (Airflow 2's own trigger timeout: see below)."""
     old_airflow["now"] = state
     op = submit(cancel_on_kill=cancel_on_kill)
     _, deferred = defer(op)
@@ -270,6 +294,19 @@ async def test_pre_3_3_fallback_cancels_only_when_the_task_left_deferred(fake_bq
     assert len(fake_bq.calls_for("cancel")) == (1 if cancelled else 0)
     await asyncio.sleep(0.4)
     assert the_job(fake_bq)["state"] == ("DONE" if cancelled else "RUNNING")
+
+
+async def test_pre_3_3_fallback_cancels_when_stopped_after_its_deadline(fake_bq, old_airflow):
+    """Airflow 2 caps the deferral timeout at our deadline: its trigger timeout stops the trigger (the
+    task then ``scheduled`` to fail), and the fallback cancels because the deadline has passed."""
+    old_airflow["now"] = "scheduled"
+    op = submit(execution_timeout=timedelta(seconds=30))
+    _, deferred = defer(op)
+    trigger = rebuild_trigger(deferred.trigger)
+    trigger.deadline = time.time() - 1
+    trigger.task_instance = SimpleNamespace(dag_id="test_dag", task_id="query", run_id="r", map_index=-1)
+    await trigger._cancel_if_killed()
+    assert len(fake_bq.calls_for("cancel")) == 1
 
 
 # -- real dag.test() runs -------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Sync mode polls ``jobs.get`` in the worker with a growing interval; deferrable mode hands the job to
 :class:`BigQueryJobTrigger`. Either way the job is re-read before deciding success, so a result is
-never taken from a stale event. Cancel-on-kill: sync ``on_kill`` (also called by Airflow on
-``execution_timeout``) cancels the job; in deferrable mode the trigger cancels at its deadline and
-when the task is killed (see :mod:`airflow_bqjobs.triggers.job` for how, per Airflow version). A job
+never taken from a stale event. Cancel-on-kill: sync ``on_kill`` cancels the job on
+``execution_timeout``, and on a kill only when no newer try of the task instance follows the job
+(:mod:`airflow_bqjobs.core.kill`: Airflow also SIGTERMs a zombie try whose task instance moved on to
+a newer try, through the same ``on_kill``); in deferrable mode the trigger applies the same rule
+(see :mod:`airflow_bqjobs.triggers.job` for how, per Airflow version). A job
 inserted but not yet awaited when the task dies is bounded by its server-side ``jobTimeoutMs`` and
 found again by the next attempt.
 """
@@ -13,20 +15,31 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
-from airflow_bqjobs._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_bqjobs._compat import (
+    AirflowException,
+    BaseOperator,
+    Context,
+    current_task_state_within,
+    default_deferrable,
+)
 from airflow_bqjobs.core.attach import reread_until_visible
 from airflow_bqjobs.core.backoff import poll_intervals, validate_interval
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef
+from airflow_bqjobs.core.kill import UNKNOWN, may_cancel, why
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.triggers import job as job_trigger
 
 SUMMARY_XCOM_KEY = "job_summary"
 # How long after our own deadline Airflow's trigger timeout fires: only if our trigger could not act.
 _DEFER_TIMEOUT_GRACE = timedelta(minutes=2)
+# How long on_kill may take to read the task instance's state: Airflow's supervisor escalates its
+# SIGTERM to SIGKILL after 5 s, and the cancel must fit in too.
+KILL_STATE_TIMEOUT = 2.0
 
 
 class JobWaitingOperator(BaseOperator):
@@ -53,6 +66,8 @@ class JobWaitingOperator(BaseOperator):
         self.request_timeout = validate_interval(request_timeout, "request_timeout")
         self.cancel_on_kill = cancel_on_kill
         self._waiting_on: JobRef | None = None
+        self._polling = False  # inside the poll loop: an on_kill now comes from a SIGTERM, not a timeout
+        self._this_try = None
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -79,22 +94,28 @@ class JobWaitingOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 deadline=self._deadline(context),
                 cancel_on_kill=self.cancel_on_kill,
+                reattach_on_clear=getattr(self, "reattach_on_clear", False),
             )
+        self._this_try = _try_of(context)
         return self.on_job_done(context, self._poll_until_done(hook, ref))
 
     def _poll_until_done(self, hook, ref: JobRef) -> dict:
         # Left set when an exception ends the wait: Airflow calls on_kill *after* its timeout
         # exception has unwound this frame, and on_kill must still know which job to cancel.
         self._waiting_on = ref
-        for interval in poll_intervals(self.poll_interval):
-            job = hook.get_job(ref) or reread_until_visible(hook, ref)
-            if job is None:
-                raise AirflowException(f"Job {ref} disappeared while waiting (its metadata was deleted?)")
-            if job_state(job) == "DONE":
-                self._waiting_on = None
-                return job
-            self.log.info("Job %s is %s; next check in %.1f s", ref, job_state(job), interval)
-            time.sleep(interval)
+        self._polling = True
+        try:
+            for interval in poll_intervals(self.poll_interval):
+                job = hook.get_job(ref) or reread_until_visible(hook, ref)
+                if job is None:
+                    raise AirflowException(f"Job {ref} disappeared while waiting (its metadata was deleted?)")
+                if job_state(job) == "DONE":
+                    self._waiting_on = None
+                    return job
+                self.log.info("Job %s is %s; next check in %.1f s", ref, job_state(job), interval)
+                time.sleep(interval)
+        finally:
+            self._polling = False
         raise AssertionError("unreachable")
 
     def execute_complete(self, context: Context, event: dict) -> Any:
@@ -136,18 +157,47 @@ class JobWaitingOperator(BaseOperator):
         return ref.to_api()
 
     def on_kill(self) -> None:
-        """Sync mode (also on ``execution_timeout``): cancel the job this worker was waiting on."""
+        """Sync mode: cancel the job this worker waits on, unless a newer try of the task follows it.
+
+        Called after Airflow's ``execution_timeout`` unwound the wait (always cancels), or from the
+        task runner's SIGTERM handler while the wait runs: a user's kill, but also a zombie try whose
+        task instance moved on, or lost heartbeats. Then the task instance's current state decides
+        (:func:`airflow_bqjobs.core.kill.may_cancel`).
+        """
         ref = self._waiting_on
         if ref is None or not self.cancel_on_kill:
             return
+        reason = "task timed out"
+        if self._polling and self._this_try is not None:
+            this_try = self._this_try
+            try:
+                state = current_task_state_within(this_try, KILL_STATE_TIMEOUT)
+            except Exception as exc:
+                self.log.warning("Task killed and its state cannot be read (%s)", exc)
+                state = UNKNOWN
+            if not may_cancel(state, reattach_on_clear=getattr(self, "reattach_on_clear", False),
+                              retry_left=this_try.retry_left):
+                self.log.warning("Task killed (%s): job %s left running for the try that follows it", why(state), ref)
+                return
+            reason = why(state)
         try:
             job = self.make_hook().cancel_job(ref)
-            self.log.info("Requested cancellation of job %s (task killed); state %s", ref, job_state(job))
+            self.log.info("Requested cancellation of job %s (%s); state %s", ref, reason, job_state(job))
         except Exception:
             self.log.exception("Could not cancel job %s; it may still be running", ref)
 
 
-def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime | None, cancel_on_kill: bool):
+def _try_of(context: Context) -> SimpleNamespace:
+    """Which task instance and try this is, as on_kill needs it (read before any signal arrives)."""
+    ti = context["ti"]
+    try_number = getattr(ti, "try_number", 1) or 1
+    max_tries = getattr(ti, "max_tries", 0) or 0
+    return SimpleNamespace(dag_id=ti.dag_id, task_id=ti.task_id, run_id=context["run_id"],
+                           map_index=getattr(ti, "map_index", -1), retry_left=try_number <= max_tries)
+
+
+def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime | None, cancel_on_kill: bool,
+                 reattach_on_clear: bool = False):
     """Hand the wait for ``ref`` to :class:`BigQueryJobTrigger`; resume in ``task.execute_complete``.
 
     The one deferral used by every operator and the sensor: the trigger enforces ``deadline`` itself
@@ -162,6 +212,7 @@ def defer_on_job(task, ref: JobRef, *, poll_interval: float, deadline: datetime 
             deadline=deadline.timestamp() if deadline else None,
             cancel_on_kill=cancel_on_kill,
             request_timeout=task.request_timeout,
+            reattach_on_clear=reattach_on_clear,
         ),
         method_name="execute_complete",
         timeout=_defer_timeout(deadline),

@@ -11,16 +11,20 @@ Cancellation (all of it off with ``cancel_on_kill=False``):
   does not call ``on_kill`` on a trigger timeout, and Airflow 3 applies no execution_timeout to a
   deferred task at all. The operator sets Airflow's deferral timeout a grace period later, as a
   backstop only.
-* User kill (mark failed/success, clear) on Airflow >= 3.3: Airflow calls :meth:`on_kill`.
-* User kill on older Airflow (no trigger ``on_kill``): Airflow just cancels the trigger, exactly as
-  when a triggerer stops. When its wait is cancelled, the trigger reads its task instance's state:
-  no longer ``deferred`` means the task was killed, cleared or timed out by Airflow, so the job is
-  cancelled; still ``deferred`` means a triggerer restart or a move to another triggerer, so the job
-  is left running for the next triggerer to await. Limits: if the state cannot be read (API server
-  or metadata DB unreachable, more than 30 s) the job is left running; a task cleared and deferred
-  again (a new try) before the old trigger reads its state looks like a restart; and, as with every
-  cancel, a job may finish before the cancel takes effect. The server-side ``jobTimeoutMs`` (from
-  the task's execution_timeout) bounds whatever is left running.
+* Stopped by Airflow: on Airflow >= 3.3 the triggerer calls :meth:`on_kill`, on older Airflow it just
+  cancels the trigger (:meth:`_cancel_if_killed`). Either way this is not only a user's kill: 3.3
+  puts a trigger reassigned to another triggerer (missed heartbeats, "event loop appears
+  deadlocked") into the same cancel set as a user action, and older triggerers cancel on every
+  restart. So both paths apply one rule (:func:`airflow_bqjobs.core.kill.may_cancel`): read the task
+  instance's current state; ``deferred`` (or any state in which a try follows the job: a takeover, a
+  restart, a retry) leaves the job running for the trigger that follows; ``failed``/``success``
+  (marked by a user) cancels; cleared cancels unless ``reattach_on_clear`` (the cleared try
+  reattaches to the job). A trigger stopped after its deadline (Airflow 2's own deferral timeout)
+  cancels. Limits: if the state cannot be read (API server or metadata DB unreachable, more than
+  30 s) the job is left running; a task cleared and deferred again (a new try) before the old
+  trigger reads its state looks like a takeover; and, as with every cancel, a job may finish before
+  the cancel takes effect. The server-side ``jobTimeoutMs`` (from the task's execution_timeout)
+  bounds whatever is left running.
 * Triggerer restart: the trigger is rebuilt from :meth:`serialize` and keeps waiting; nothing is
   ever cancelled in ``cleanup``, which runs on every exit.
 """
@@ -36,6 +40,7 @@ from airflow_bqjobs.core.attach import READ_AFTER_CONFLICT_DELAYS
 from airflow_bqjobs.core.backoff import backoff_delays, poll_intervals
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
+from airflow_bqjobs.core.kill import UNKNOWN, may_cancel, why
 from airflow_bqjobs.core.transient import is_transient
 
 # Event statuses, read by the operators' execute_complete.
@@ -57,6 +62,7 @@ class BigQueryJobTrigger(BaseTrigger):
         deadline: float | None = None,
         cancel_on_kill: bool = True,
         request_timeout: float = 60.0,
+        reattach_on_clear: bool = False,
     ) -> None:
         super().__init__()
         self.ref = parse_job_ref(job, field="job")
@@ -65,6 +71,7 @@ class BigQueryJobTrigger(BaseTrigger):
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
         self.request_timeout = float(request_timeout)
+        self.reattach_on_clear = bool(reattach_on_clear)
         self._hook = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -77,6 +84,7 @@ class BigQueryJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "cancel_on_kill": self.cancel_on_kill,
                 "request_timeout": self.request_timeout,
+                "reattach_on_clear": self.reattach_on_clear,
             },
         )
 
@@ -154,26 +162,34 @@ class BigQueryJobTrigger(BaseTrigger):
             self.log.exception("Could not cancel job %s (%s); it may still be running", self.ref, why)
 
     async def on_kill(self) -> None:
-        """Airflow 3.3+: the user marked the task failed/success or cleared it. Not called on restarts."""
+        """Airflow 3.3+: a user action on the task, or this trigger was reassigned to another triggerer."""
         if self.cancel_on_kill:
-            await self._cancel(await self.hook(), "task killed")
+            await self._cancel_if_stopped_for_good()
 
     async def _cancel_if_killed(self) -> None:
-        """Airflow < 3.3 (no ``on_kill``): the wait was cancelled; cancel the job only if the task is gone.
-
-        See the module docstring for what this can and cannot tell apart.
-        """
+        """Airflow < 3.3 (no ``on_kill``): the wait was cancelled, by a user action or a triggerer stop alike."""
         if TRIGGER_ON_KILL or not self.cancel_on_kill or self.task_instance is None:
             return
-        try:
-            state = await asyncio.wait_for(task_instance_state(self.task_instance), STATE_CHECK_TIMEOUT)
-        except Exception as exc:
-            self.log.warning("Trigger stopped and the task's state cannot be read (%s): job %s left running", exc, self.ref)
+        await self._cancel_if_stopped_for_good()
+
+    async def _cancel_if_stopped_for_good(self) -> None:
+        """Cancel the job only if no try of the task instance follows it (see the module docstring)."""
+        left = self._seconds_left()
+        if left is not None and left <= 0:
+            await self._cancel(await self.hook(), "deadline passed")
             return
-        if state == "deferred":
-            self.log.info("Trigger stopped while its task is still deferred (triggerer restart?): job %s left running", self.ref)
+        if self.task_instance is None:
+            state = UNKNOWN
+        else:
+            try:
+                state = await asyncio.wait_for(task_instance_state(self.task_instance), STATE_CHECK_TIMEOUT)
+            except Exception as exc:
+                self.log.warning("Cannot read the task's state (%s)", exc)
+                state = UNKNOWN
+        if not may_cancel(state, reattach_on_clear=self.reattach_on_clear, retry_left=None):
+            self.log.info("Trigger stopped (%s): job %s left running for the try that follows it", why(state), self.ref)
             return
-        await self._cancel(await self.hook(), f"task is {state or 'cleared'}")
+        await self._cancel(await self.hook(), why(state))
 
 
 def job_ref_of(event: dict) -> JobRef:

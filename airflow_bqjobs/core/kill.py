@@ -1,0 +1,53 @@
+"""When a stopped wait may cancel its job: only when no newer try of the task instance follows it.
+
+Airflow stops a wait for reasons that are not a user's kill, through the same calls as a kill:
+
+* the Task SDK supervisor SIGTERMs a try whose heartbeat is answered 404/409/410 (the task instance
+  moved on to a newer try: a zombie) or that failed ``max_failed_heartbeats`` times, and the task
+  runner's SIGTERM handler calls ``on_kill`` (Airflow 2: the local task job's heartbeat does the
+  same);
+* the triggerer (3.3) cancels a trigger reassigned to another triggerer through the same path as a
+  user action and calls the trigger's ``on_kill``; older triggerers just cancel it.
+
+So the caller reads the task instance's *current* state from Airflow and :func:`may_cancel` decides.
+Timeouts (the worker's ``execution_timeout``, the trigger's own deadline) do not come here: they
+always cancel.
+"""
+
+from __future__ import annotations
+
+# The task instance ended: a user marked it failed/success (or skipped), or a newer try ended it.
+ENDED = frozenset({"failed", "success", "skipped", "upstream_failed", "removed"})
+# Cleared: Airflow sets no state (or "restarting" for a running try); its next try starts a new job
+# unless reattach_on_clear.
+CLEARED = frozenset({None, "restarting"})
+# A try of the task instance waits for, or is about to take over, the job: a retry, a reschedule,
+# another triggerer (takeover), a newer try that reattached.
+FOLLOWED = frozenset({"up_for_retry", "up_for_reschedule", "scheduled", "queued", "deferred"})
+# The state could not be read (API server / metadata DB unreachable).
+UNKNOWN = "<unknown>"
+
+
+def may_cancel(state: str | None, *, reattach_on_clear: bool, retry_left: bool | None) -> bool:
+    """Whether a wait stopped while its task instance is in ``state`` may cancel the job.
+
+    ``retry_left``: whether the stopped try still had a retry (``try_number <= max_tries``); ``None``
+    when the caller cannot tell (a trigger). It matters only for ``running``: that is either a newer
+    try (which follows the job) or this very try being shut down (worker eviction, lost heartbeats),
+    whose retry reattaches if it has one.
+    """
+    if state == UNKNOWN:
+        return False  # cannot prove that no try follows: the next try finds the job (jobTimeoutMs bounds it)
+    if state in ENDED:
+        return True
+    if state in CLEARED:
+        return not reattach_on_clear
+    if state == "running":
+        return retry_left is False and not reattach_on_clear
+    if state in FOLLOWED:
+        return False
+    return False  # a state Airflow may add later: leave the job to the try that follows
+
+
+def why(state: str | None) -> str:
+    return {None: "task cleared", UNKNOWN: "task state unreadable"}.get(state, f"task is {state}")
