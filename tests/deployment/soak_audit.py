@@ -12,7 +12,8 @@ only replaces a job that ended in an error. The rules, one finding list each:
   was not DONE with an error, a second successful job under one base, or more bases than
   1 + the number of times the driver cleared that TI (a clear of another task re-keyed this one).
 * orphaned: a job still PENDING/RUNNING at the end, or one that ran on (past a slack) after its TI
-  had finished for good: nobody was waiting for it, nobody stopped it.
+  had finished for good and was not stopped by a cancel request: nobody was waiting for it, nobody
+  stopped it.
 * lost results: a successful TI whose XCom ``return_value`` is not the job reference of its one
   successful job (last base), or whose job did not succeed.
 * marked failed, not stopped: a TI the driver marked failed while its job was running, whose job
@@ -78,6 +79,11 @@ def _failed(job: dict) -> bool:
     return job["state"] == "DONE" and bool(job["error_result"])
 
 
+def _stopped_on_request(job: dict) -> bool:
+    """Cancelled on a request (someone noticed it); whether that someone was a user is the last rule."""
+    return bool(job.get("cancel_requested")) and (job["error_result"] or {}).get("reason") == "stopped"
+
+
 def audit(dag_id: str, jobs: Iterable[dict], tis: Iterable[dict], xcom_job_ids: dict[TiKey, str | None],
           record: DriverRecord, *, fake_to_wall: Callable[[float], float], slack_s: float = 5.0) -> AuditResult:
     """``jobs``: fake job snapshots; ``tis``: dicts with run_id, task_id, map_index, state, end_date (epoch
@@ -128,7 +134,7 @@ def audit(dag_id: str, jobs: Iterable[dict], tis: Iterable[dict], xcom_job_ids: 
             if job["state"] != "DONE":
                 result.orphaned.append(f"{name}: {job['job_id']} still {job['state']} at the end")
             elif ti["state"] in FINISHED_TI and end_date is not None and job["end_at"] is not None \
-                    and fake_to_wall(job["end_at"]) > end_date + slack_s:
+                    and fake_to_wall(job["end_at"]) > end_date + slack_s and not _stopped_on_request(job):
                 result.orphaned.append(f"{name}: {job['job_id']} ran {fake_to_wall(job['end_at']) - end_date:.0f} s "
                                        f"past its task instance's end ({ti['state']})")
 

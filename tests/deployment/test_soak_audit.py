@@ -72,6 +72,13 @@ def test_a_job_that_ran_on_after_its_task_instance_finished_is_orphaned():
     assert len(result.orphaned) == 1 and "past its task instance's end" in result.orphaned[0]
 
 
+def test_a_job_stopped_on_request_after_its_task_instance_finished_is_not_orphaned():
+    record = DriverRecord(marked_failed={(RUN, "q", 0): [BASE]})
+    result = run_audit([job(BASE, 10, 130, STOPPED, cancel=True)], [ti(state="failed", end=100)], xcoms={},
+                       record=record)
+    assert result.failures() == {}
+
+
 def test_a_successful_task_instance_whose_xcom_names_another_job_lost_its_result():
     result = run_audit([job(BASE, 10, 50)], [ti()], xcoms={(RUN, "q", 0): f"{BASE}_1"})
     assert len(result.lost_results) == 1
