@@ -116,6 +116,7 @@ class Component:
     proc: subprocess.Popen
     log_path: Path
     started_at: float = field(default_factory=time.time)
+    paused: list[int] = field(default_factory=list)  # PIDs SIGSTOPped by pause()
 
     @property
     def pid(self) -> int:
@@ -160,6 +161,25 @@ class Component:
         """Live processes of this component: from the snapshot, its current tree, its process group."""
         found = {p.pid: p for p in [*snapshot, *self.tree(), *_group_members(self.pid)]}
         return [p for p in found.values() if _running(p)]
+
+    def pause(self) -> list[int]:
+        """SIGSTOP the component and all its descendants (a stalled process); returns their PIDs."""
+        procs = self._leftover(self.tree())
+        _signal_all(procs, signal.SIGSTOP)
+        self.paused = [p.pid for p in procs]
+        return self.paused
+
+    def resume(self) -> list[int]:
+        """SIGCONT to every process :meth:`pause` stopped (and the current tree)."""
+        procs = {p.pid: p for p in self._leftover(self.tree())}
+        for pid in self.paused:
+            try:
+                procs.setdefault(pid, psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+        _signal_all(list(procs.values()), signal.SIGCONT)
+        self.paused = []
+        return sorted(procs)
 
     def kill(self) -> list[int]:
         """Crash: SIGKILL the component and all its descendants at once; returns the PIDs killed."""
@@ -246,14 +266,21 @@ class AirflowDeployment:
     def start(self, name: str) -> Component:
         """Start one component (a name from COMPONENT_ORDER); a second triggerer gets a new log file.
 
-        ``triggerer-2`` (any name ``triggerer-…``) is a further triggerer running beside the first."""
-        base = "triggerer" if name.startswith("triggerer-") else name
+        ``<role>-<n>`` names a further instance of a role (``triggerer-2``), and ``celery-worker-<n>``
+        a Celery worker (CeleryExecutor profile) with hostname ``<name>@127.0.0.1`` and
+        ``[celery] worker_concurrency``."""
+        role = name
+        if name not in COMPONENT_ORDER and "-" in name and name.rsplit("-", 1)[1].isdigit():
+            role = name.rsplit("-", 1)[0]
         args = {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"],
             "scheduler": ["scheduler", "--skip-serve-logs"],
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer", "--skip-serve-logs"],
-        }[base]
+            "celery-worker": ["celery", "worker", "--skip-serve-logs", "--without-gossip", "--without-mingle",
+                              "--celery-hostname", f"{name}@127.0.0.1",
+                              "--concurrency", self.env.get("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2")],
+        }[role]
         current = self.components.get(name)
         if current is not None and current.alive():
             raise DeploymentError(f"{name} is already running (pid {current.pid})")
@@ -280,8 +307,9 @@ class AirflowDeployment:
     def stop_all(self) -> None:
         atexit.unregister(self.stop_all)
         # The scheduler first (no new task processes), the api-server last (workers report to it).
-        extra_triggerers = tuple(n for n in self.components if n.startswith("triggerer-"))
-        for name in ("scheduler", "triggerer", *extra_triggerers, "dag-processor", "api-server"):
+        # Further instances (triggerer-2, celery workers) go after the scheduler, before the api-server.
+        others = sorted(set(self.components) - {"scheduler", "triggerer", "dag-processor", "api-server"})
+        for name in ("scheduler", *others, "triggerer", "dag-processor", "api-server"):
             component = self.components.pop(name, None)
             if component is not None:
                 started = time.monotonic()
