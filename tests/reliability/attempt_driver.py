@@ -92,8 +92,8 @@ def _execute(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Pr
     """One worker process's part of a try: ``execute``, or ``execute_complete`` after a deferral."""
     operator = spec.make_operator()
     real_make_hook = operator.make_hook
-    operator.make_hook = lambda: instrument_hook(
-        real_make_hook(), probe, waiting=lambda: getattr(operator, "_waiting_on", None) is not None)
+    operator.make_hook = lambda context=None: instrument_hook(
+        real_make_hook(context), probe, waiting=lambda: getattr(operator, "_waiting_on", None) is not None)
     context = build_context(spec.key, operator, try_number=try_number, max_tries=operator.retries or 0,
                             clear_number=spec.clear_number, xcom=xcom, probe=probe)
     operator.render_template_fields(context)
