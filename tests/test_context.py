@@ -40,3 +40,27 @@ def test_reattach_on_clear_ignores_clears_and_keeps_first_run_id():
 
 def test_map_index():
     assert run_identity(ctx(map_index=3)).map_index == 3
+
+
+def test_tries_this_cycle_counts_tries_since_the_ids_last_change():
+    from airflow_bqjobs.context import tries_this_cycle
+
+    assert tries_this_cycle(ctx(try_number=1)) == 1
+    assert tries_this_cycle(ctx(try_number=4)) == 4  # never cleared: max_tries == retries
+    # cleared after try 3 (max_tries = 3 + 2): try 4 is the first of the new cycle
+    assert tries_this_cycle(ctx(try_number=4, max_tries=5)) == 1
+    assert tries_this_cycle(ctx(try_number=6, max_tries=5)) == 3
+    assert tries_this_cycle(ctx(try_number=6, max_tries=5), reattach_on_clear=True) == 6
+
+
+def test_run_created_not_before_is_the_earliest_run_date_minus_clock_skew():
+    from datetime import datetime, timezone
+
+    from airflow_bqjobs.context import CLOCK_SKEW, run_created_not_before
+
+    context = ctx()
+    assert run_created_not_before(context) is None
+    after = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    logical = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    context["dag_run"] = SimpleNamespace(clear_number=0, run_after=after, logical_date=logical)
+    assert run_created_not_before(context) == logical - CLOCK_SKEW

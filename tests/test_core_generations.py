@@ -153,6 +153,12 @@ def test_case2_regional_retry_that_lost_the_location_finds_its_job():
     assert api.inserts == [] and api.located == 1
 
 
+def test_case2_multi_region_retry_without_location_pays_no_jobs_list():
+    api = CountingApi({gen(0): {"status": {"state": "RUNNING"}}}, location="US")
+    outcome = run(api, REGIONAL, bound=1)
+    assert (outcome.action, outcome.ref.location, api.located) == (Action.ATTACH, "US", 0)
+
+
 def test_case2_regional_409_whose_read_answers_404_locates_the_job():
     """A first try (bound 0, e.g. ``airflow tasks test``) meets an existing regional job."""
     api = CountingApi({gen(0): failed()}, location="europe-west2")

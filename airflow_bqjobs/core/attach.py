@@ -17,8 +17,9 @@ try count, where walking up from ``_0`` cost every generation on every try.
 **Regional jobs without a location.** Outside the US and EU multi-regions ``jobs.get`` answers 404
 without the job's location, so a 404 only means "free" when the location is known. When it is not
 (``base.location`` is ``None``), ``locate(base)`` (``jobs.list``, which spans all locations) finds
-where any generation of the ID lives: before the walk when an earlier try of the cycle may have
-inserted (``bound > 0``), and after a 409 whose read answers 404 (also when a location is known:
+where any generation of the ID lives: when a walk without a location finds nothing although an
+earlier try of the cycle may have inserted (``bound > 0``; US and EU jobs are found without a
+location, so they never pay the list), and after a 409 whose read answers 404 (also when a location is known:
 it may have changed between tries, e.g. in the connection). A located job's location is used
 from then on; a 409 whose job cannot be located fails with an error naming ``location`` before
 anything else is inserted.
@@ -113,17 +114,23 @@ def attach_or_run(
     made in this clear cycle before this one (see the module docstring); ``locate``: finds the
     location of a generation of the ID when ``base`` has none.
     """
+    latest = None
     if base.location is None and locate is not None and bound > 0:
-        base = _locate(base, locate, log) or base
+        # Without a location only US/EU jobs answer: a walk that finds nothing proves nothing.
+        latest = find_latest_generation(api, base, bound)
+        if latest[1] is None:
+            located = _locate(base, locate, log)
+            if located is not None:
+                base, latest = located, None
     while True:
         try:
-            return _walk(api, base, insert_job, rerun_cancelled, bound, locate, max_generations, sleep, log)
+            return _walk(api, base, insert_job, rerun_cancelled, bound, locate, max_generations, sleep, log, latest)
         except _Located as found:
-            base = found.base
+            base, latest = found.base, None
 
 
-def _walk(api, base, insert_job, rerun_cancelled, bound, locate, max_generations, sleep, log) -> Outcome:
-    generation, job = find_latest_generation(api, base, bound)
+def _walk(api, base, insert_job, rerun_cancelled, bound, locate, max_generations, sleep, log, latest) -> Outcome:
+    generation, job = latest or find_latest_generation(api, base, bound)
     generation = max(generation, 0)
     while True:
         ref = base.with_job_id(generation_job_id(base.job_id, generation))

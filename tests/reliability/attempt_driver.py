@@ -127,8 +127,8 @@ def _execute(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Pr
     """One worker process's part of a try: ``execute``, or ``execute_complete`` after a deferral."""
     operator = spec.make_operator()
     real_make_hook = operator.make_hook
-    operator.make_hook = lambda: instrument_hook(
-        real_make_hook(), probe, waiting=lambda: getattr(operator, "_waiting_on", None) is not None)
+    operator.make_hook = lambda context=None: instrument_hook(
+        real_make_hook(context), probe, waiting=lambda: getattr(operator, "_waiting_on", None) is not None)
     if probe.on_kill_while_waiting:  # the supervisor SIGTERMs this (zombie) try while it waits
         probe.actions.setdefault(Point.WHILE_WAITING, lambda job: operator.on_kill())
     context = build_context(spec.key, operator, try_number=try_number, max_tries=operator.retries or 0,

@@ -18,6 +18,9 @@ from tests.reliability.scenarios import query_config, submit_task
 # cancelling the job.
 FAILURE_REASONS = ("jobBackendError", "jobInternalError", "stopped")
 RETRIES = 7
+# Single-region locations for jobs submitted without a location: BigQuery runs them where their data
+# lives, and reads them only with that location (issue 7 case 2).
+DATA_REGIONS = ("europe-west2", "asia-northeast1", "us-central1")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class ChaosSettings:
     other_task_clear_share: float = 0.15  # another task of the run is cleared before try 2 (clear_number + 1)
     zombie_on_kill_share: float = 0.6  # of zombie tries: the supervisor SIGTERMs it (on_kill) while it waits
     triggerer_takeover_share: float = 0.12  # of deferrable task instances: another triggerer takes over
+    regional_share: float = 0.25  # data in a single region; the operator names no location
+    # job fails twice; once _1 failed, _0's metadata is deleted (a gap) before the next try
+    deleted_generation_share: float = 0.06
     request_timeout: float = 0.5
     poll_interval: float = 0.05
 
@@ -50,10 +56,12 @@ class TaskPlan:
     other_task_clears: tuple[int, ...] = ()  # tries before which another task of the run was cleared
     zombie_on_kill: bool = False
     triggerer_takeover_tries: tuple[int, ...] = ()
+    data_region: str | None = None  # where a location-less job runs (None: US)
+    deletes_generation: bool = False  # _0 fails, _1 fails, _0's metadata deleted, _2 must be the result
 
     @property
     def failed_generations(self) -> int:
-        return 1 if self.failure else 0
+        return 2 if self.deletes_generation else 1 if self.failure else 0
 
 
 def make_plan(seed: int, settings: ChaosSettings = ChaosSettings()) -> list[TaskPlan]:
@@ -105,4 +113,10 @@ def _plan(rng: random.Random, settings: ChaosSettings, task_id: str, run_id: str
         plan.zombie_tries = (1,)
     if deferrable and rng.random() < settings.triggerer_restart_share:
         plan.triggerer_restart_tries = (rng.randint(1, 2),)
+    if rng.random() < settings.regional_share:
+        plan.data_region = rng.choice(DATA_REGIONS)
+    # Not beside a zombie: a stale try that starts its walk after the deletion is a documented limit.
+    if not plan.zombie_tries and rng.random() < settings.deleted_generation_share:
+        plan.deletes_generation = True
+        plan.failure = plan.failure or rng.choice(FAILURE_REASONS)
     return plan

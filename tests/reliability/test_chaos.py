@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,13 +60,63 @@ def inject_faults(fake) -> None:
     fake.inject("404_after_409", "insert", rate=NOT_FOUND_AFTER_CONFLICT_SHARE)
 
 
-def run_plan(plan: TaskPlan) -> TaskRun:
+def run_plan(plan: TaskPlan, fake=None) -> TaskRun:
     probes = {n: Probe(kill_at=plan.kills.get(n), restart_triggerer=n in plan.triggerer_restart_tries,
                        takeover=n in plan.triggerer_takeover_tries,
                        on_kill_while_waiting=plan.zombie_on_kill and n in plan.zombie_tries)
               for n in range(1, 4)}
+    between = _generation_deleter(plan, fake) if plan.deletes_generation and fake is not None else None
     return run_task_instance(plan.spec, probes=probes, zombies=plan.zombie_tries, zombie_head_start=0.02,
-                             trigger_timeout=TRIGGER_TIMEOUT, other_task_clears=plan.other_task_clears)
+                             trigger_timeout=TRIGGER_TIMEOUT, other_task_clears=plan.other_task_clears,
+                             between_attempts=between)
+
+
+def add_location_and_failure_rules(fake, plan: TaskPlan, base: str) -> None:
+    """The plan's job failures (_0 once; _1 too when a generation gets deleted) and its data region."""
+    where = {"location": plan.data_region} if plan.data_region else {}
+    if plan.failure:
+        fake.add_rule(job_id=f"^{base}$", times=1, error={"reason": plan.failure}, **where)
+    if plan.deletes_generation:
+        fake.add_rule(job_id=f"^{base}_1$", times=1, error={"reason": plan.failure}, **where)
+    if where:
+        fake.add_rule(job_id=f"^{base}(_[0-9]+)?$", **where)
+
+
+DELETED_GENERATIONS: list[str] = []
+
+
+def _generation_deleter(plan: TaskPlan, fake):
+    """Between tries: once generation _1 has failed, delete generation _0's metadata (jobs.delete)."""
+    base = base_job_id(plan.spec)
+    location = plan.data_region or "US"
+    path = f"/bigquery/v2/projects/{plan.spec.make_operator().project_id}/jobs/{base}/delete?location={location}"
+
+    def between(attempt) -> None:
+        if base in DELETED_GENERATIONS or not str(getattr(attempt.error, "full_id", "")).endswith(f"{base}_1"):
+            return
+        for _ in range(30):  # the delete meets the same injected faults as every call
+            try:
+                urllib.request.urlopen(urllib.request.Request(fake.url + path, method="DELETE"), timeout=2).close()
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    continue
+            except OSError:
+                continue
+            DELETED_GENERATIONS.append(base)
+            return
+
+    return between
+
+
+def gap_problems(plans, runs, jobs, bases) -> list[str]:
+    """A deleted generation must never run again: the result is generation _2 and nothing else ran _0."""
+    problems = []
+    for plan, run, base in zip(plans, runs, bases):
+        if plan.deletes_generation and base in DELETED_GENERATIONS:
+            mine = jobs_of(jobs, base)
+            if [j["job_id"] for j in mine] != [f"{base}_1", f"{base}_2"] or run.result.get("jobId") != f"{base}_2":
+                problems.append(f"{run.key}: after _0 was deleted: {[j['job_id'] for j in mine]}, result {run.result}")
+    return problems
 
 
 def figures(plans, runs, audits, fake, seconds) -> dict:
@@ -94,6 +146,8 @@ def figures(plans, runs, audits, fake, seconds) -> dict:
             f"{type(a.error).__name__}: {a.error}" for a in attempts
             if a.outcome == "failed" and type(a.error).__name__ != "JobFailed")[:20],
         "job_failures_planned": dict(Counter(p.failure for p in plans if p.failure)),
+        "task_runs_regional_without_location": sum(p.data_region is not None for p in plans),
+        "generations_deleted": len(DELETED_GENERATIONS),
         "jobs": len(jobs),
         "api_calls": sum(calls.values()),
         "api_calls_by_endpoint": calls,
@@ -113,7 +167,7 @@ def summary_lines(report: dict) -> list[str]:
             "attempts_by_outcome", "zombie_attempts", "kills_by_point", "triggerer_restarts", "triggerer_takeovers",
             "zombie_tries_killed_via_on_kill", "task_runs_with_another_task_cleared", "failed_tries_by_error",
             "failed_tries_other_than_job_failures",
-            "job_failures_planned", "jobs", "api_calls", "faults_by_kind", "fault_share_of_calls",
+            "job_failures_planned", "task_runs_regional_without_location", "generations_deleted", "jobs", "api_calls", "faults_by_kind", "fault_share_of_calls",
             "duplicate_jobs", "orphaned_running_jobs", "jobs_unfinished_at_the_end", "lost_results", "reproduce",
             "report_file")
     return [f"{key}: {report[key]}" for key in keys if key in report]
@@ -126,13 +180,13 @@ def test_chaos_run_keeps_exactly_once(chaos_fake, tmp_path, report_figures, monk
     bases = [base_job_id(p.spec) for p in plans]
     assert len(set(bases)) == len(plans), "two task instances derived the same job ID"
     for plan, base in zip(plans, bases):
-        if plan.failure:
-            fake.add_rule(job_id=f"^{base}$", times=1, error={"reason": plan.failure})
+        add_location_and_failure_rules(fake, plan, base)
     inject_faults(fake)
+    DELETED_GENERATIONS.clear()
 
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="task-run") as pool:
-        runs = list(pool.map(run_plan, plans))
+        runs = list(pool.map(lambda plan: run_plan(plan, fake), plans))
     seconds = time.monotonic() - started
     fake.clear_faults()
 
@@ -141,6 +195,8 @@ def test_chaos_run_keeps_exactly_once(chaos_fake, tmp_path, report_figures, monk
                            for plan, run, base in zip(plans, runs, bases)]
     strangers = [j["job_id"] for j in jobs if not any(j["job_id"].startswith(b) for b in bases)]
     audits.append(Audit(duplicates=len(strangers), problems=[f"jobs of no task instance: {strangers}"] if strangers else []))
+    gaps = gap_problems(plans, runs, jobs, bases)
+    audits.append(Audit(duplicates=len(gaps), problems=gaps))
     report = figures(plans, runs, audits, fake, seconds)
     report_file = tmp_path / "chaos_report.json"
     report["report_file"] = str(report_file)
