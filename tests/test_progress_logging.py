@@ -17,7 +17,7 @@ def logged(capsys, caplog) -> list[str]:
 
 
 def test_sync_wait_logs_progress_at_most_once_a_minute_and_a_final_line(fake_bq, capsys, caplog):
-    fake_bq.add_rule(pending_s=0, running_s=1.5, total_bytes_processed=10 * 1024**2)
+    fake_bq.add_rule(pending_s=0, running_s=3, total_bytes_processed=10 * 1024**2)
     op = BigQuerySubmitJobOperator(task_id="q", configuration=QUERY, project_id="test-project", deferrable=False,
                                    poll_interval=0.05)
     op.execute(make_context(op))
@@ -66,3 +66,15 @@ def test_the_fake_reports_the_whole_plan_complete_when_done(fake_bq, bq_client):
 def test_a_trigger_without_not_found_ok_still_serialises_it_false():
     _, kwargs = BigQueryJobTrigger(job="US.x").serialize()
     assert kwargs["not_found_ok"] is False
+
+
+def test_sensor_pokes_log_progress_at_most_once_a_minute(fake_bq, bq_client, capsys, caplog):
+    from airflow_bqjobs.sensors.job import BigQueryJobSensor
+
+    fake_bq.add_rule(pending_s=0, running_s=2.0)
+    bq_client.query("SELECT 1", job_id="theirs", location="US", job_retry=None)
+    op = BigQueryJobSensor(task_id="wait", job_id="US.theirs", project_id="test-project", poke_interval=0.05,
+                           deferrable=False)
+    op.execute(make_context(op))
+    progress = [line for line in logged(capsys, caplog) if "Job test-project:US.theirs RUNNING for" in line]
+    assert len(progress) == 1 and len(fake_bq.calls_for("get")) > 5
