@@ -27,7 +27,7 @@ from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, ref_of_job, validate_location, validate_project_id
 from airflow_bqjobs.core.job_refs import parse_one_job_ref
-from airflow_bqjobs.core.progress import ProgressReporter
+from airflow_bqjobs.core.progress import ProgressReporter, final_line
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments
 from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, defer_on_job, try_start
@@ -187,7 +187,7 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
         if err:
             self.log.warning("Job %s ended with an error (fail_on_error=False): %s", ref, err)
         else:
-            self.log.info("Job %s is DONE.", ref)
+            self.log.info(final_line(str(ref), job))
         return parse_job_ref(job.get("jobReference") or ref.to_api()).to_api()
 
     def _give_up(self, exc: Exception, cause: Exception | None = None) -> None:
