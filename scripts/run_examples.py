@@ -273,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
 
     say("\n===== summary =====")
     say(f"First run: {len(set(after_first) - at_start)} new job(s); the emulator holds {len(after_first)}.")
-    say(f"Second run: {len(unexpected)} new jobs (expected 0): every task reused the job of the first run,")
-    say("  except where the first run deleted a job's metadata, and with it its exactly-once record:")
-    say(f"  re-created: {len(recreated)}" + (f" ({', '.join(f'{i} deleted by {deleted_in_first[i]}' for i in recreated)})"
-                                            if recreated else ""))
+    say(f"Second run: {len(unexpected)} new jobs (expected 0): the tasks reused the first run's jobs.")
+    if recreated:
+        say(f"  Also {len(recreated)} re-created on purpose: the first run deleted their metadata, and with it"
+            " their exactly-once record:")
+        for job_id in recreated:
+            say(f"    {job_id} (deleted by {deleted_in_first[job_id]})")
     for job_id in unexpected:
         job = after_second.get(job_id, {"state": "(metadata deleted)"})
         say(f"  UNEXPECTED new job: {job_id} ({job['state']})")

@@ -2,10 +2,11 @@
 fake's running-query statistics that the lines are made of."""
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers.job import BigQueryJobTrigger
-from tests.airflow_context import first_event, make_context
+from tests.airflow_context import first_event, make_context, rebuild_trigger
 
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 
@@ -17,7 +18,7 @@ def logged(capsys, caplog) -> list[str]:
 
 
 def test_sync_wait_logs_progress_at_most_once_a_minute_and_a_final_line(fake_bq, capsys, caplog):
-    fake_bq.add_rule(pending_s=0, running_s=1.5, total_bytes_processed=10 * 1024**2)
+    fake_bq.add_rule(pending_s=0, running_s=3, total_bytes_processed=10 * 1024**2)
     op = BigQuerySubmitJobOperator(task_id="q", configuration=QUERY, project_id="test-project", deferrable=False,
                                    poll_interval=0.05)
     op.execute(make_context(op))
@@ -30,15 +31,22 @@ def test_sync_wait_logs_progress_at_most_once_a_minute_and_a_final_line(fake_bq,
     assert "test-project:US.airflow_test_dag_q_" in final
 
 
-def test_trigger_logs_progress_and_the_final_line(fake_bq, bq_client, capsys, caplog):
-    fake_bq.add_rule(pending_s=0, running_s=1.0)
-    bq_client.query("SELECT 1", job_id="long", location="US", job_retry=None)
-    trigger = BigQueryJobTrigger(job={"projectId": "test-project", "location": "US", "jobId": "long"},
-                                 poll_interval=0.1)
-    assert first_event(trigger)["status"] == "done"
-    lines = logged(capsys, caplog)
-    assert any("Job test-project:US.long RUNNING for" in line and "slot-ms" in line for line in lines), lines
-    assert any("Job test-project:US.long DONE in" in line and "billed" in line for line in lines), lines
+def test_deferred_wait_logs_progress_from_the_trigger_and_the_final_line_once(fake_bq, capsys, caplog):
+    fake_bq.add_rule(pending_s=0, running_s=2.0)
+    op = BigQuerySubmitJobOperator(task_id="q", configuration=QUERY, project_id="test-project", deferrable=True,
+                                   poll_interval=0.1)
+    context = make_context(op)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = rebuild_trigger(deferred.value.trigger)
+    event = first_event(trigger)
+    in_trigger = logged(capsys, caplog)
+    name = f"test-project:US.{trigger.ref.job_id}"
+    assert [line for line in in_trigger if f"Job {name} RUNNING for" in line and "slot-ms" in line]
+    assert not [line for line in in_trigger if " DONE in " in line]
+    op.execute_complete(context, event)
+    (final,) = [line for line in logged(capsys, caplog) if f"Job {name} DONE in" in line]
+    assert "billed" in final and "cache hit: no" in final
 
 
 def test_the_fake_reports_a_running_querys_plan_and_slot_time(fake_bq, bq_client):
@@ -66,3 +74,15 @@ def test_the_fake_reports_the_whole_plan_complete_when_done(fake_bq, bq_client):
 def test_a_trigger_without_not_found_ok_still_serialises_it_false():
     _, kwargs = BigQueryJobTrigger(job="US.x").serialize()
     assert kwargs["not_found_ok"] is False
+
+
+def test_sensor_pokes_log_progress_at_most_once_a_minute(fake_bq, bq_client, capsys, caplog):
+    from airflow_bqjobs.sensors.job import BigQueryJobSensor
+
+    fake_bq.add_rule(pending_s=0, running_s=2.0)
+    bq_client.query("SELECT 1", job_id="theirs", location="US", job_retry=None)
+    op = BigQueryJobSensor(task_id="wait", job_id="US.theirs", project_id="test-project", poke_interval=0.05,
+                           deferrable=False)
+    op.execute(make_context(op))
+    progress = [line for line in logged(capsys, caplog) if "Job test-project:US.theirs RUNNING for" in line]
+    assert len(progress) == 1 and len(fake_bq.calls_for("get")) > 5

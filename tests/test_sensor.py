@@ -134,7 +134,7 @@ def test_missing_job_fails_clearly(fake_bq, deferrable):
 
 
 def test_job_deleted_while_deferred_fails_clearly(fake_bq, bq_client):
-    start(fake_bq, bq_client, pending_s=0, running_s=0.2)
+    start(fake_bq, bq_client, pending_s=0, running_s=1.0)  # still running when execute reads it, even on a loaded machine
     op = sensor(deferrable=True)
     context = make_context(op)
     deferred = defer(op, context)

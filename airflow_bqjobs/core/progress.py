@@ -9,13 +9,14 @@ most every ``interval`` seconds (the first read gives one at once), e.g.::
 with whatever the job's statistics hold (elapsed time, bytes processed, slot-milliseconds,
 completed stages of the query plan, rows loaded / copied). Once the job is DONE it returns the final
 line, once (:func:`final_line`: duration, bytes billed, cache hit). Used by the operators' sync
-wait (``operators/_waiting.py``), the sensor's pokes and the trigger's poll loop; a poller that
-serves many jobs keeps one reporter per job::
+wait (``operators/_waiting.py``), the sensor's pokes and the trigger's poll loop, which logs only
+the progress lines: the task logs the final line itself when it resumes (else it would appear
+twice in the task log). A poller that serves many jobs keeps one reporter per job::
 
     reporter = ProgressReporter(str(ref))
     for job in reads:
         line = reporter.update(job)
-        if line:
+        if line and job_state(job) != "DONE":  # a trigger: the resumed task logs the final line
             log.info(line)
 """
 

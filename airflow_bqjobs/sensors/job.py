@@ -27,6 +27,7 @@ from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.errors import JobFailed
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, ref_of_job, validate_location, validate_project_id
 from airflow_bqjobs.core.job_refs import parse_one_job_ref
+from airflow_bqjobs.core.progress import ProgressReporter, final_line
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
 from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments
@@ -117,6 +118,12 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
             self._link_persisted = True
         return job
 
+    def _progress(self, ref: JobRef) -> ProgressReporter:
+        """One reporter per try (poke mode keeps the sensor between pokes; reschedule starts afresh)."""
+        if getattr(self, "_reporter", None) is None:
+            self._reporter = ProgressReporter(str(ref))
+        return self._reporter
+
     def _not_there_yet(self, ref: JobRef) -> None:
         self.log.info("Job %s does not exist yet; waiting for it to appear (up to the sensor's timeout of %g s).",
                       ref, self.timeout)
@@ -132,7 +139,8 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
             return False
         ref = ref_of_job(job, ref)
         if job_state(job) != "DONE":
-            self.log.info("Job %s is %s.", ref, job_state(job))
+            if line := self._progress(ref).update(job):
+                self.log.info(line)
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, ref, job))
 
@@ -188,7 +196,7 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
         if err:
             self.log.warning("Job %s ended with an error (fail_on_error=False): %s", ref, err)
         else:
-            self.log.info("Job %s is DONE.", ref)
+            self.log.info(final_line(str(ref), job))
         return parse_job_ref(job.get("jobReference") or ref.to_api()).to_api()
 
     def _give_up(self, exc: Exception, cause: Exception | None = None) -> None:

@@ -153,8 +153,7 @@ class BigQueryJobTrigger(BaseTrigger):
                     delay = next(not_found, None)
                     if delay is None:
                         return self._event(ERROR, message=f"Job {self.ref} was not found (metadata deleted, or wrong location?)")
-                elif job_state(job) == "DONE":
-                    self.log.info(progress.update(job))
+                elif job_state(job) == "DONE":  # the task logs the final line when it resumes
                     return self._event(DONE, error_result=error_result(job))
                 else:
                     not_found = iter(READ_AFTER_CONFLICT_DELAYS)
