@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import itertools
 import secrets
@@ -128,6 +129,9 @@ class JobStore:
                 if i == 0 or parent.end_at >= natural_end or parent.start_at + i * slice_s < parent.end_at]
         child_behaviour = Behaviour(pending_s=0, running_s=slice_s, cancel_s=parent.behaviour.cancel_s)
         for i in kept:
+            # A statement's own directive may give its statistics (e.g. the tables it references).
+            statistics = (parse_directive(statements[i]) or {}).get("statistics") or {}
+            behaviour = dataclasses.replace(child_behaviour, statistics=statistics) if statistics else child_behaviour
             c_start = parent.start_at + i * slice_s
             last = i == kept[-1]
             c_end = parent.end_at if last else min(c_start + slice_s, parent.end_at)
@@ -135,7 +139,7 @@ class JobStore:
                 project=parent.project, job_id=f"script_job_{digest}_{i}", location=parent.location,
                 job_type="QUERY",
                 configuration={"query": {"query": statements[i], "useLegacySql": False}, "jobType": "QUERY"},
-                behaviour=child_behaviour, user_email=parent.user_email,
+                behaviour=behaviour, user_email=parent.user_email,
                 created_at=c_start, start_at=c_start, end_at=c_end,
                 final_error=parent.final_error if last else None, seq=next(self._seq),
                 parent_job_id=parent.job_id, statement_index=i,
