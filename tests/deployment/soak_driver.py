@@ -154,9 +154,15 @@ class SoakDriver:
     def stall_triggerer(self) -> bool:
         if self.stall is not None or len(self.dep.triggerers) < 2:
             return False
-        name = self.rng.choice(sorted(self.dep.triggerers))
-        job_id = self.dep.triggerer_job_ids[name]
-        held = {r[0] for r in self.dep.postgres.query("SELECT id FROM trigger WHERE triggerer_id = %s", (job_id,))}
+        holding = {name: {r[0] for r in self.dep.postgres.query("SELECT id FROM trigger WHERE triggerer_id = %s",
+                                                              (self.dep.triggerer_job_ids[name],))}
+                   for name in sorted(self.dep.triggerers)}
+        most = max(len(h) for h in holding.values())
+        if not most:
+            return False  # nothing to take over yet
+        # the one holding more triggers (a coin toss on a tie), so that the stall forces a takeover
+        name = self.rng.choice([n for n, h in holding.items() if len(h) == most])
+        job_id, held = self.dep.triggerer_job_ids[name], holding[name]
         self.dep.airflow.components[name].pause()
         duration = TRIGGERER_HEALTH_CHECK_THRESHOLD_S + self.rng.uniform(8, 16)
         self.stall = Stall(name, job_id, time.monotonic(), time.monotonic() + duration, held)
