@@ -72,7 +72,8 @@ def test_case9_airflow_tasks_test_on_an_existing_run_runs_its_own_job(fake_bq, c
                                                                         monkeypatch, capsys):
     """`airflow tasks test` (Airflow's own task_test) on a run whose job succeeded: it used to
     "succeed" from the old job without running anything; now it runs a job of its own and leaves
-    the run's job alone."""
+    the run's job alone. (3.x: task_test's arguments (bundle_name) and dag.test(run_after=) are 3.x;
+    2.11's `tasks test` sets AIRFLOW_TEST_MODE the same way.)"""
     from airflow.cli.commands.task_command import task_test
     from airflow.providers.common.compat.sdk import DAG
 
