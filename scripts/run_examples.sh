@@ -170,7 +170,7 @@ if ! (ensure_venv) >"$TMP_DIR/venv.log" 2>&1; then
     die "setting up .venv failed (log: $TMP_DIR/venv.log)"
 fi
 log "emulator venv"
-ensure_emulator_venv 2>>"$TMP_DIR/venv.log"
+ensure_emulator_venv
 
 # --- Airflow: a throwaway home; its DB migrates while the emulator starts ------------------------
 unset AIRFLOW_CONFIG AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
