@@ -151,12 +151,13 @@ show_emulator() {
     jobs="$("$VENV_DIR/bin/python" -c "import json, urllib.request
 print(len(json.load(urllib.request.urlopen('$url/bigquery/v2/projects/$EMULATOR_PROJECT/jobs?allUsers=true&maxResults=1000')).get('jobs') or []))" 2>/dev/null || echo '?')"
     log "the emulator keeps running at $url (pid $EMULATOR_PID, project $EMULATOR_PROJECT, $jobs jobs); look with:"
-    log "  bq --api $url --project_id $EMULATOR_PROJECT ls -j -a -n $jobs"
-    log "  bq --api $url --project_id $EMULATOR_PROJECT show -j <job id>"
+    local bq="bq --api $url --project_id $EMULATOR_PROJECT --oauth_access_token=unused"
+    log "  $bq ls -j -a -n $jobs"
+    log "  $bq show -j <job id>"
     log "  curl -s '$url/bigquery/v2/projects/$EMULATOR_PROJECT/jobs?allUsers=true&maxResults=1000'"
     log "  (local-bigquery 0.3.2 answers nextPageToken: null, so 'bq ls -j' loops forever unless -n is"
-    log "  at most the number of jobs, $jobs here; bq may also want credentials: 'gcloud auth login' or"
-    log "  --use_google_auth with a service-account key, even though the emulator checks none)"
+    log "  at most the number of jobs, $jobs here; --oauth_access_token: the emulator checks no"
+    log "  credentials, and without one bq asks for 'gcloud auth login')"
     log "  stop it with: kill $EMULATOR_PID"
 }
 trap cleanup EXIT
@@ -170,7 +171,7 @@ if ! (ensure_venv) >"$TMP_DIR/venv.log" 2>&1; then
     die "setting up .venv failed (log: $TMP_DIR/venv.log)"
 fi
 log "emulator venv"
-ensure_emulator_venv 2>>"$TMP_DIR/venv.log"
+ensure_emulator_venv
 
 # --- Airflow: a throwaway home; its DB migrates while the emulator starts ------------------------
 unset AIRFLOW_CONFIG AIRFLOW__DATABASE__SQL_ALCHEMY_CONN

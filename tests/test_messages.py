@@ -75,7 +75,7 @@ def test_the_label_value_filter_sanitises_as_the_providers_own_labels(fake_bq):
 
 
 def test_a_dags_own_label_value_filter_wins(fake_bq):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("own_filter", schedule=None, user_defined_filters={"label_value": lambda text: "mine"}):
         op = submit(labels={"run": "{{ run_id | label_value }}"})

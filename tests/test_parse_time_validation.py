@@ -132,7 +132,7 @@ def test_templated_bad_argument_fails_once_rendered_with_the_same_error(case, em
 
 
 def test_an_xcom_arg_is_checked_when_the_task_runs_not_at_parse_time():
-    from airflow.sdk import DAG, task
+    from airflow.providers.common.compat.sdk import DAG, task
 
     with DAG("xcom_args", schedule=None):
         @task
@@ -146,7 +146,7 @@ def test_an_xcom_arg_is_checked_when_the_task_runs_not_at_parse_time():
 
 
 def test_a_dag_file_with_a_bad_literal_fails_to_import_naming_the_field(airflow_db, tmp_path):
-    from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.1
+    from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.2 (3.1: airflow.models.dagbag)
 
     (tmp_path / "bad_dag.py").write_text(textwrap.dedent("""
         import pendulum
