@@ -62,6 +62,7 @@ def bq(table: str) -> tuple[str, str]:
 EXPECTED = {
     # task: (inputs, outputs) of its COMPLETE (or FAIL) event
     "query": ([bq("raw.fx"), bq("raw.sales")], [bq("mart.daily_totals")]),
+    "rerun": ([bq("raw.fx"), bq("raw.sales")], [bq("mart.daily_totals")]),
     "load": ([("gs://landing", "events/2026-05-01")], [bq("raw.events")]),
     "copy": ([bq("mart.daily_totals")], [bq("backup.daily_totals")]),
     "extract": ([bq("mart.daily_totals")], [("gs://exports", "daily_totals")]),
