@@ -46,6 +46,7 @@ class BigQueryJobSensor(BaseSensorOperator):
     :param fail_on_error: fail when the job ends with an ``errorResult`` (including a cancelled job).
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between checks; in deferrable mode the longest pause (checks start at 1 s).
+    :param impersonation_chain: a service account to impersonate, or a delegation chain ending with it.
     """
 
     template_fields: Sequence[str] = ("job_id", "project_id", "location", "impersonation_chain")
