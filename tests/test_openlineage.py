@@ -107,7 +107,7 @@ def test_query_facets_sql_job_id_bytes_and_cache(lineage_runs):
     job = facets["bigQueryJob"]
     assert (job["cached"], job["billedBytes"], job["processedBytes"], job["jobType"], job["location"]) == (
         False, 10485760, 2097152, "QUERY", "US")
-    assert "INSERT INTO raw.daily_totals" in complete["job"]["facets"]["sql"]["query"]
+    assert "FROM raw.sales JOIN raw.fx" in complete["job"]["facets"]["sql"]["query"]
 
 
 def test_a_script_is_accounted_for_by_its_child_jobs(lineage_runs):

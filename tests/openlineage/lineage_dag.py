@@ -31,8 +31,8 @@ SALES, FX, TOTALS = table("raw", "sales"), table("raw", "fx"), table("mart", "da
 def query(running_s: float) -> dict:
     stats = {"query": {"referencedTables": [SALES, FX, TOTALS], "totalBytesBilled": "10485760",
                        "cacheHit": False}, "totalBytesProcessed": "2097152"}
-    sql = (f"{fakebq(running_s=running_s, statistics=stats)} INSERT INTO raw.daily_totals "
-           "SELECT day, SUM(amount * rate) FROM raw.sales JOIN raw.fx USING (currency) GROUP BY day")
+    sql = (f"{fakebq(running_s=running_s, statistics=stats)} "
+           "SELECT day, SUM(amount * rate) AS total FROM raw.sales JOIN raw.fx USING (currency) GROUP BY day")
     return {"query": {"query": sql, "useLegacySql": False, "destinationTable": TOTALS,
                       "writeDisposition": "WRITE_APPEND"}}
 
