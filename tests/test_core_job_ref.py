@@ -15,6 +15,10 @@ from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref, validate_job_id
         # what `bq ls -j` / `bq show -j` print: project and job ID, no location
         ("my-project-1234:bquxjob_1a2b3c4d_18f0", JobRef("bquxjob_1a2b3c4d_18f0", "my-project-1234")),
         ("example.com:my-proj:j-1", JobRef("j-1", "example.com:my-proj")),
+        # the Google provider's job_id_path XCom: project:location:job_id
+        ("my-project-1234:us-east1:airflow_1a2b", JobRef("airflow_1a2b", "my-project-1234", "us-east1")),
+        ("my-project-1234:US:airflow_1a2b", JobRef("airflow_1a2b", "my-project-1234", "US")),
+        ("example.com:my-proj:EU:j-1", JobRef("j-1", "example.com:my-proj", "EU")),
     ],
 )
 def test_accepted_forms(text, expected):
@@ -49,6 +53,7 @@ def test_dict_and_round_trip():
         ("US.", "job ID after '.' is empty"),
         ("p:", "job ID after ':' is empty"),
         ("Bad_Project:job", "project part"),
+        ("p:US:EU.job", "two locations"),
         ("a.b.c", "more than one '.'"),
         ("p:U$.job", "location part"),
         ("Bad_Project:US.job", "project part"),

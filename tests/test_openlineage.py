@@ -62,6 +62,7 @@ def bq(table: str) -> tuple[str, str]:
 EXPECTED = {
     # task: (inputs, outputs) of its COMPLETE (or FAIL) event
     "query": ([bq("raw.fx"), bq("raw.sales")], [bq("mart.daily_totals")]),
+    "rerun": ([bq("raw.fx"), bq("raw.sales")], [bq("mart.daily_totals")]),
     "load": ([("gs://landing", "events/2026-05-01")], [bq("raw.events")]),
     "copy": ([bq("mart.daily_totals")], [bq("backup.daily_totals")]),
     "extract": ([bq("mart.daily_totals")], [("gs://exports", "daily_totals")]),
@@ -106,7 +107,7 @@ def test_query_facets_sql_job_id_bytes_and_cache(lineage_runs):
     job = facets["bigQueryJob"]
     assert (job["cached"], job["billedBytes"], job["processedBytes"], job["jobType"], job["location"]) == (
         False, 10485760, 2097152, "QUERY", "US")
-    assert "INSERT INTO raw.daily_totals" in complete["job"]["facets"]["sql"]["query"]
+    assert "FROM raw.sales JOIN raw.fx" in complete["job"]["facets"]["sql"]["query"]
 
 
 def test_a_script_is_accounted_for_by_its_child_jobs(lineage_runs):

@@ -2,7 +2,8 @@
 
 Accepted: ``job_id``, ``LOCATION.job_id``, ``project:LOCATION.job_id`` (what the console prints),
 ``project:job_id`` (what ``bq ls -j`` and ``bq show -j`` print: no location, which then comes from an
-explicit ``location`` or the connection), a REST ``jobReference`` dict (``{"projectId", "location",
+explicit ``location`` or the connection), ``project:location:job_id`` (the Google provider's
+``job_id_path`` XCom), a REST ``jobReference`` dict (``{"projectId", "location",
 "jobId"}``, what the submit operator returns), or a :class:`JobRef`. As ``bq`` does, the location
 inside a full ID wins over an explicit ``location``.
 """
@@ -118,14 +119,32 @@ def _from_mapping(value: Mapping, field: str) -> JobRef:
     return JobRef(job_id=job_id, project_id=project_id, location=location)
 
 
+def _split_google_path(project: str) -> tuple[str, str | None]:
+    """``project:location`` (the Google provider's ``job_id_path`` XCom, ``project:location:job_id``)
+    apart from a domain-scoped project (``example.com:project``, the one form with a ``.`` before a
+    single ``:``)."""
+    if ":" not in project:
+        return project, None
+    rest, _, location = project.rpartition(":")
+    if ":" not in rest and "." in rest:
+        return project, None
+    return rest, location
+
+
 def _from_text(text: str, field: str) -> JobRef:
     project = None
+    path_location = None
     if ":" in text:
         project, _, text = text.rpartition(":")
         if not project:
             raise InvalidJobInput(field, f"the project part before ':' is empty; {_FORMS}")
         if not text:
             raise InvalidJobInput(field, f"the job ID after ':' is empty; {_FORMS}")
+        project, path_location = _split_google_path(project)
+        if path_location is not None:
+            if "." in text:
+                raise InvalidJobInput(field, f"names two locations ({path_location!r} and the one before '.'); {_FORMS}")
+            return JobRef(job_id=text, project_id=project, location=path_location)
     if "." in text:
         location, _, job_id = text.partition(".")
         if not location:

@@ -41,6 +41,11 @@ class BigQuerySubmitJobOperator(JobSubmittingOperator):
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poll_interval: longest pause between status checks, in seconds (checks start at 1 s).
     :param cancel_on_kill: cancel the job when the task is killed or times out.
+    :param impersonation_chain: a service account to impersonate, or a delegation chain ending with it
+        (a list, or a comma-separated string); wins over the connection's extra. Templated.
+
+    Extra link "BigQuery Console" (the job's page, stored before waiting); OpenLineage events name
+    the job's input and output datasets (see :mod:`airflow_bqjobs.operators._lineage`).
     """
 
     template_fields: Sequence[str] = (

@@ -57,6 +57,7 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
     :param wait_for_existence: a job that does not exist (yet) is waited for instead of failing the sensor.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between checks; in deferrable mode the longest pause (checks start at 1 s).
+    :param impersonation_chain: a service account to impersonate, or a delegation chain ending with it.
     """
 
     template_fields: Sequence[str] = ("job_id", "project_id", "location", "impersonation_chain")

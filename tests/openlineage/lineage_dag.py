@@ -31,8 +31,8 @@ SALES, FX, TOTALS = table("raw", "sales"), table("raw", "fx"), table("mart", "da
 def query(running_s: float) -> dict:
     stats = {"query": {"referencedTables": [SALES, FX, TOTALS], "totalBytesBilled": "10485760",
                        "cacheHit": False}, "totalBytesProcessed": "2097152"}
-    sql = (f"{fakebq(running_s=running_s, statistics=stats)} INSERT INTO raw.daily_totals "
-           "SELECT day, SUM(amount * rate) FROM raw.sales JOIN raw.fx USING (currency) GROUP BY day")
+    sql = (f"{fakebq(running_s=running_s, statistics=stats)} "
+           "SELECT day, SUM(amount * rate) AS total FROM raw.sales JOIN raw.fx USING (currency) GROUP BY day")
     return {"query": {"query": sql, "useLegacySql": False, "destinationTable": TOTALS,
                       "writeDisposition": "WRITE_APPEND"}}
 
@@ -63,14 +63,18 @@ def upload_file(directory: str) -> str:
 def build_dag():
     from airflow.sdk import DAG  # 3.x (tests/compat.py maps it for 2.11)
 
+    from airflow_bqjobs.operators.rerun import BigQueryRerunJobOperator
     from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 
     common = {"gcp_conn_id": CONN_ID, "project_id": P, "poll_interval": 0.2, "retries": 0}
     with DAG(DAG_ID, schedule=None, start_date=LOGICAL_DATE, catchup=False) as dag:
         for mode, deferrable in (("sync", False), ("deferred", True)):
             running = 1.0 if deferrable else 0.1
-            BigQuerySubmitJobOperator(task_id=f"query_{mode}", configuration=query(running), deferrable=deferrable,
-                                      **common)
+            submitted = BigQuerySubmitJobOperator(task_id=f"query_{mode}", configuration=query(running),
+                                                  deferrable=deferrable, **common)
+            # the rerun operator's lineage: the repeated job reads and writes what the source did
+            submitted >> BigQueryRerunJobOperator(task_id=f"rerun_{mode}", source_job=submitted.output,
+                                                  deferrable=deferrable, **common)
             for kind, config in (("load", LOAD), ("copy", COPY), ("extract", EXTRACT)):
                 BigQuerySubmitJobOperator(task_id=f"{kind}_{mode}", configuration=config, deferrable=deferrable,
                                           **common)
