@@ -6,7 +6,8 @@
   ``_on_term`` handler and its in-process supervisor channel, which answers the state read from the
   metadata DB); the task instance is moved on by Airflow's own functions (``handle_failure``, as the
   scheduler does for a try whose heartbeat stopped; a clear; a user's mark failed) and the process
-  gets the SIGTERM the supervisor would send. Only the heartbeat exchange itself is left out: the
+  gets the SIGTERM the supervisor would send. The heartbeat exchange itself (410/409 from the
+  execution API, then the supervisor's SIGTERM) runs in tests/test_zombie_supervisor.py; the
   in-process supervisor of ``dag.test()`` does not heartbeat.
 * Case 4 (triggerer takeover): Airflow's ``TriggerRunnerSupervisor.update_triggers`` puts the
   reassigned trigger into the cancel set, and Airflow's ``TriggerRunner`` cancels it as a user action

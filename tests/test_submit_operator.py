@@ -71,7 +71,8 @@ def test_deferrable_path_defers_with_no_credentials_and_completes(fake_bq):
     assert isinstance(trigger, BigQueryJobTrigger)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_bqjobs.triggers.job.BigQueryJobTrigger"
-    assert set(kwargs) == {"job", "gcp_conn_id", "poll_interval", "deadline", "cancel_on_kill", "request_timeout"}
+    assert set(kwargs) == {"job", "gcp_conn_id", "poll_interval", "deadline", "cancel_on_kill", "request_timeout",
+                           "reattach_on_clear"}
     assert only_job(fake_bq)["state"] != "DONE"
     event = first_event(rebuild_trigger(trigger))
     assert event["status"] == "done"

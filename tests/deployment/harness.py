@@ -10,7 +10,8 @@ from tests.deployment.postgres import PostgresServer
 
 CONN_ID = "bqjobs_fake"  # as in dags/bqjobs_deployment_dags.py
 PROJECT = "test-project"
-DAG_IDS = ("bqjobs_deploy_complete", "bqjobs_deploy_triggerer_restart", "bqjobs_deploy_mark_failed")
+DAG_IDS = ("bqjobs_deploy_complete", "bqjobs_deploy_triggerer_restart", "bqjobs_deploy_mark_failed",
+           "bqjobs_deploy_takeover")
 
 TIMINGS: dict[str, float] = {}  # label -> seconds, in the order recorded
 NOTES: list[str] = []  # things worth knowing about a run that passed (SIGKILLs needed, retries)

@@ -9,6 +9,10 @@ and dags/bqjobs_deployment_dags.py for the DAGs (one deferrable BigQuerySubmitJo
 2. SIGKILL of the triggerer mid-wait, then a new triggerer: the task still completes with one job,
    never cancelled.
 3. Marking the deferred task failed through the REST API cancels its job (the trigger's ``on_kill``).
+4. Two triggerers; the one running the trigger is stalled (SIGSTOP) past the triggerer health-check
+   threshold, the other takes the trigger over; resumed (SIGCONT), the stalled one finds the trigger
+   reassigned, cancels it through Airflow's user-action path and calls ``on_kill``: the job is left
+   running, and the task completes with one job, never cancelled.
 
 Every wait polls with a timeout; nothing sleeps to let something happen.
 Run: ``bash scripts/deployment_test.sh`` (= ``bash scripts/test.sh -m deployment tests/deployment``).
@@ -42,6 +46,7 @@ DAG_UNDER_TEST = {
     "test_deferred_task_completes_through_the_triggerer": "bqjobs_deploy_complete",
     "test_triggerer_killed_mid_wait_then_restarted_completes_with_one_job": "bqjobs_deploy_triggerer_restart",
     "test_marking_deferred_task_failed_cancels_its_job": "bqjobs_deploy_mark_failed",
+    "test_triggerer_takeover_completes_with_one_job_never_cancelled": "bqjobs_deploy_takeover",
 }
 
 
@@ -241,3 +246,71 @@ def test_marking_deferred_task_failed_cancels_its_job(deployment: Deployment):
     assert ti["state"] == "failed" and ti["try_number"] == 1, f"states {watch.states}"
     assert len(watch.jobs()) == 1
     record_timing("3. mark failed: scenario total", time.monotonic() - watch.triggered_at)
+
+
+def _signal_tree(component, sig: int) -> list[int]:
+    procs = component.tree()
+    for proc in procs:
+        proc.send_signal(sig)
+    return [p.pid for p in procs]
+
+
+def test_triggerer_takeover_completes_with_one_job_never_cancelled(deployment: Deployment):
+    import signal as signals
+
+    airflow, fake = deployment.airflow, deployment.fake
+    airflow.assert_running("triggerer")
+    second = airflow.start("triggerer-2")
+    stalled = None
+    try:
+        deployment.wait_new_triggerer_job(second.pid)
+        watch = TaskWatch(deployment, "bqjobs_deploy_takeover")
+        watch.wait_state("deferred", TASK_DEFERRED_TIMEOUT)
+        job_id = watch.the_job()["job_id"]
+        watch.wait_polled(job_id, time.time(), TRIGGER_POLL_TIMEOUT, "a triggerer to poll the job")
+        owner_job = airflow.wait_for(lambda: list(watch.trigger_logs()), 30, "the trigger's log")[0]
+        by_job = {job: pid for pid, job in deployment.triggerer_job_ids.items()}
+        owner = next(c for c in (airflow.components["triggerer"], second) if c.pid == by_job[owner_job])
+        other_job = next(job for job in by_job if job != owner_job and by_job[job] in
+                         (airflow.components["triggerer"].pid, second.pid))
+
+        stalled_at = time.time()
+        t_stall = time.monotonic()
+        stalled = owner
+        _signal_tree(owner, signals.SIGSTOP)  # no heartbeat, no polls: as a hung host or a deadlocked loop
+        airflow.wait_for(lambda: other_job in watch.trigger_logs(), TAKEOVER_TIMEOUT,
+                         "the other triggerer to take the trigger over")
+        watch.wait_polled(job_id, time.time(), TAKEOVER_TIMEOUT, "the other triggerer to poll the job")
+        record_timing("4. takeover: SIGSTOP triggerer -> the other polls the job", time.monotonic() - t_stall)
+
+        _signal_tree(owner, signals.SIGCONT)
+        stalled = None
+        # Resumed, the old triggerer sees the trigger assigned elsewhere: Airflow cancels it as a user
+        # action and calls on_kill, which reads the task (still deferred) and leaves the job running.
+        log = airflow.wait_for(lambda: "left running" in (text := watch.trigger_logs().get(owner_job, "")) and text,
+                               60, "the resumed triggerer to stop the trigger and leave the job running")
+        assert "invoking on_kill" in log, log[-2000:]
+        snapshot = fake.job(job_id)
+        assert snapshot["state"] == "RUNNING" and not snapshot["cancel_requested"], snapshot
+        assert watch.ti()["state"] == "deferred", f"states {watch.states}"
+
+        fake.clock.advance(FOREVER_S)  # the job finishes now
+        ti = watch.wait_finished(TASK_DONE_TIMEOUT)
+    finally:
+        if stalled is not None:
+            _signal_tree(stalled, signals.SIGCONT)
+        airflow.components.pop("triggerer-2", None)
+        second.stop()
+        airflow.retired.append(second)
+        if not airflow.components["triggerer"].alive():
+            deployment.wait_new_triggerer_job(airflow.start("triggerer").pid)
+
+    assert ti["state"] == "success", f"states {watch.states}"
+    _note_retries(watch, ti)
+    job = fake.job(job_id)
+    assert len(watch.jobs()) == 1, [j["job_id"] for j in watch.jobs()]
+    assert job["state"] == "DONE" and job["error_result"] is None, job
+    assert not job["cancel_requested"] and not watch.job_calls(job_id, "cancel"), "the job was cancelled"
+    assert "Trigger fired event" in watch.trigger_logs()[other_job]
+    assert watch.job_calls(job_id, "get", since=stalled_at)
+    record_timing("4. takeover: scenario total", time.monotonic() - watch.triggered_at)

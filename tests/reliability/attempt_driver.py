@@ -9,6 +9,13 @@ A *task run* is the scheduler's retry loop around attempts: any failure or kill 
 ``try_number <= max_tries`` schedules the next try (``try_number + 1``, ``max_tries`` unchanged), and
 each new try starts with the task instance's XComs cleared. A *zombie* try is one whose worker lost its
 heartbeat: Airflow schedules the next try at once while the old worker keeps running concurrently.
+
+Issue 7 events: the driver keeps each task instance's state as Airflow's metadata DB would
+(:data:`TASK_STATES`: running, deferred, up_for_retry, success, failed) for the provider's kill rule
+to read (:func:`patch_task_state_reads`); a zombie try's worker may get ``on_kill`` while it waits
+(the supervisor's SIGTERM), a trigger may be taken over by another triggerer (3.3 calls the old
+trigger's ``on_kill``), and another task of the run may be cleared before a try (its context then
+carries the run's bumped ``clear_number``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import asyncio
 import contextvars
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Mapping
 
 from airflow.sdk._shared.module_loading import import_string
@@ -25,10 +32,37 @@ from airflow.sdk.bases.operator import ExecutorSafeguard
 from airflow.sdk.exceptions import TaskDeferred
 from airflow.sdk.serde import deserialize, serialize
 
-from tests.reliability.crash_points import AttemptKilled, Point, Probe, TriggererLost, instrument_hook
+from tests.reliability.crash_points import (
+    AttemptKilled,
+    Point,
+    Probe,
+    TriggererLost,
+    TriggererTakenOver,
+    instrument_hook,
+)
 from tests.reliability.task_context import TaskInstanceKey, XComStore, build_context
 
 SUCCESS, FAILED, KILLED = "success", "failed", "killed"
+# Each task instance's current state, as the metadata DB holds it (zombie tries do not write it).
+TASK_STATES: dict[TaskInstanceKey, str] = {}
+
+
+def task_state(ti) -> str | None:
+    """What Airflow answers when asked for ``ti``'s current state (dag_id, task_id, run_id, map_index)."""
+    map_index = -1 if ti.map_index is None else ti.map_index
+    return TASK_STATES.get(TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, map_index))
+
+
+def patch_task_state_reads(monkeypatch) -> None:
+    """Make the provider's state reads (worker on_kill, trigger kill rule) ask :data:`TASK_STATES`."""
+    from airflow_bqjobs.operators import _waiting
+    from airflow_bqjobs.triggers import job as trigger_module
+
+    async def task_instance_state(ti):
+        return task_state(ti)
+
+    monkeypatch.setattr(_waiting, "current_task_state_within", lambda ti, timeout: task_state(ti), raising=False)
+    monkeypatch.setattr(trigger_module, "task_instance_state", task_instance_state)
 
 
 class TriggerTimedOut(Exception):
@@ -53,6 +87,7 @@ class Attempt:
     result: Any = None
     deferrals: int = 0
     triggerer_restarts: int = 0
+    triggerer_takeovers: int = 0
     reached: list[Point] = field(default_factory=list)
     zombie: bool = False
     trigger_kwargs: list[Any] = field(default_factory=list)  # as stored for the triggerer (serde-encoded)
@@ -94,6 +129,8 @@ def _execute(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Pr
     real_make_hook = operator.make_hook
     operator.make_hook = lambda: instrument_hook(
         real_make_hook(), probe, waiting=lambda: getattr(operator, "_waiting_on", None) is not None)
+    if probe.on_kill_while_waiting:  # the supervisor SIGTERMs this (zombie) try while it waits
+        probe.actions.setdefault(Point.WHILE_WAITING, lambda job: operator.on_kill())
     context = build_context(spec.key, operator, try_number=try_number, max_tries=operator.retries or 0,
                             clear_number=spec.clear_number, xcom=xcom, probe=probe)
     operator.render_template_fields(context)
@@ -110,17 +147,23 @@ def _execute(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Pr
                          serialize(deferred.kwargs or {}))
 
 
-def run_trigger(deferral: _Deferral, probe: Probe, timeout: float) -> Any:
+def run_trigger(deferral: _Deferral, probe: Probe, timeout: float, task_instance: Any = None) -> Any:
     """The triggerer: rebuild the trigger from its stored kwargs, run it to its first event.
 
     If the triggerer dies mid-wait (:class:`TriggererLost`), another one rebuilds the trigger from the
-    same stored kwargs and starts over. Returns the event payload as the resumed task receives it.
+    same stored kwargs and starts over; if another triggerer takes it over (:class:`TriggererTakenOver`),
+    the old one's ``on_kill`` runs first, as Airflow 3.3 calls it. Returns the event payload as the
+    resumed task receives it.
     """
     trigger_class = import_string(deferral.classpath)
     while True:
         trigger = trigger_class(**deserialize(deferral.trigger_kwargs))
+        trigger.task_instance = task_instance
         try:
             payload = asyncio.run(_first_event(trigger, probe, timeout))
+        except TriggererTakenOver:
+            asyncio.run(trigger.on_kill())
+            continue
         except TriggererLost:
             continue
         return deserialize(serialize(payload))
@@ -157,7 +200,11 @@ def run_attempt(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe:
         while isinstance(outcome, _Deferral):
             attempt.deferrals += 1
             attempt.trigger_kwargs.append(outcome.trigger_kwargs)
-            event = run_trigger(outcome, probe, trigger_timeout)
+            if not zombie:
+                TASK_STATES[spec.key] = "deferred"
+            event = run_trigger(outcome, probe, trigger_timeout, task_instance=spec.key)
+            if not zombie:
+                TASK_STATES[spec.key] = "running"  # resumed on a worker
             probe.reach(Point.AFTER_TRIGGER_FIRED, event)
             outcome = _execute(spec, try_number, xcom, probe, resume=outcome, event=event)
         if outcome is not None:
@@ -169,19 +216,22 @@ def run_attempt(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe:
         attempt.outcome, attempt.error = FAILED, exc
     attempt.reached = list(probe.reached)
     attempt.triggerer_restarts = probe.triggerer_restarts
+    attempt.triggerer_takeovers = probe.takeovers
     return attempt
 
 
 def run_task_instance(spec: TaskInstanceSpec, *, probes: Mapping[int, Probe] | None = None,
                       zombies: Collection[int] = (), zombie_head_start: float = 0.0,
                       between_attempts: Callable[[Attempt], None] | None = None,
-                      trigger_timeout: float = 60.0) -> TaskRun:
+                      trigger_timeout: float = 60.0, other_task_clears: Collection[int] = ()) -> TaskRun:
     """Airflow's retry loop for one task instance.
 
     ``probes[n]``: the probe of try ``n`` (kills, user actions). ``zombies``: tries whose worker is
     declared lost as soon as it starts; it keeps running (with its own, discarded XComs: Airflow
     rejects a stale try's writes) while try ``n + 1`` runs. ``between_attempts`` runs after every
     try that did not succeed, before the next one (tests move the fake's clock there).
+    ``other_task_clears``: tries before which another task of the run was cleared (Airflow bumps the
+    run's ``clear_number``, not this task instance's ``max_tries``).
     """
     probes = probes or {}
     max_tries = spec.make_operator().retries or 0
@@ -192,15 +242,20 @@ def run_task_instance(spec: TaskInstanceSpec, *, probes: Mapping[int, Probe] | N
     while True:
         xcom.clear()  # a new try starts without the XComs of earlier tries
         probe = probes.get(try_number)
+        clears = sum(1 for n in other_task_clears if n <= try_number)
+        try_spec = replace(spec, clear_number=spec.clear_number + clears) if clears else spec
+        TASK_STATES[spec.key] = "running"
         if try_number in zombies:
-            zombie_threads.append(_start_zombie(spec, try_number, probe, attempts, trigger_timeout))
+            zombie_threads.append(_start_zombie(try_spec, try_number, probe, attempts, trigger_timeout))
             time.sleep(zombie_head_start)
             attempt = Attempt(try_number, FAILED, error=RuntimeError("worker lost its heartbeat (zombie)"))
         else:
-            attempt = run_attempt(spec, try_number, xcom, probe, trigger_timeout=trigger_timeout)
+            attempt = run_attempt(try_spec, try_number, xcom, probe, trigger_timeout=trigger_timeout)
             attempts.append(attempt)
         if attempt.outcome == SUCCESS or try_number > max_tries:
+            TASK_STATES[spec.key] = SUCCESS if attempt.outcome == SUCCESS else FAILED
             break
+        TASK_STATES[spec.key] = "up_for_retry"
         if between_attempts is not None:
             between_attempts(attempt)
         try_number += 1

@@ -31,6 +31,10 @@ class ChaosSettings:
     kill_second_try_share: float = 0.15
     zombie_share: float = 0.08  # the first try's worker is declared lost and keeps running beside try 2
     triggerer_restart_share: float = 0.1  # of deferrable task instances
+    # Issue 7 (drawn from their own RNG, so the events above stay as a seed planned them):
+    other_task_clear_share: float = 0.15  # another task of the run is cleared before try 2 (clear_number + 1)
+    zombie_on_kill_share: float = 0.6  # of zombie tries: the supervisor SIGTERMs it (on_kill) while it waits
+    triggerer_takeover_share: float = 0.12  # of deferrable task instances: another triggerer takes over
     request_timeout: float = 0.5
     poll_interval: float = 0.05
 
@@ -43,6 +47,9 @@ class TaskPlan:
     kills: dict[int, Point] = field(default_factory=dict)
     zombie_tries: tuple[int, ...] = ()
     triggerer_restart_tries: tuple[int, ...] = ()
+    other_task_clears: tuple[int, ...] = ()  # tries before which another task of the run was cleared
+    zombie_on_kill: bool = False
+    triggerer_takeover_tries: tuple[int, ...] = ()
 
     @property
     def failed_generations(self) -> int:
@@ -65,7 +72,20 @@ def make_plan(seed: int, settings: ChaosSettings = ChaosSettings()) -> list[Task
                 plans.append(_plan(rng, settings, task_id, run_id, map_index, sql, deferrable))
         else:
             plans.append(_plan(rng, settings, task_id, run_id, -1, f"SELECT '{task_id}'", deferrable))
-    return plans[: settings.task_runs]
+    plans = plans[: settings.task_runs]
+    _plan_signals(random.Random(seed * 7919 + 7), settings, plans)
+    return plans
+
+
+def _plan_signals(rng: random.Random, settings: ChaosSettings, plans: list[TaskPlan]) -> None:
+    """Clears of other tasks, zombie tries killed through on_kill, triggerer takeovers (issue 7)."""
+    for plan in plans:
+        if rng.random() < settings.other_task_clear_share:
+            plan.other_task_clears = (2,)
+        if plan.zombie_tries and rng.random() < settings.zombie_on_kill_share:
+            plan.zombie_on_kill = True
+        if plan.deferrable and rng.random() < settings.triggerer_takeover_share:
+            plan.triggerer_takeover_tries = (rng.randint(1, 2),)
 
 
 def _plan(rng: random.Random, settings: ChaosSettings, task_id: str, run_id: str, map_index: int, sql: str,

@@ -53,6 +53,10 @@ class TriggererLost(BaseException):
     """The triggerer running this attempt's trigger died; another one rebuilds the trigger."""
 
 
+class TriggererTakenOver(TriggererLost):
+    """The trigger was reassigned to another triggerer; Airflow 3.3 calls the old one's ``on_kill``."""
+
+
 class Probe:
     """Records the points one attempt reaches and acts at the chosen ones.
 
@@ -63,9 +67,16 @@ class Probe:
     """
 
     def __init__(self, kill_at: Point | None = None, *, restart_triggerer: bool = False,
-                 actions: dict[Point, Callable[[Any], None]] | None = None):
+                 actions: dict[Point, Callable[[Any], None]] | None = None, takeover: bool = False,
+                 on_kill_while_waiting: bool = False):
         self.kill_at = kill_at
         self.restart_triggerer = restart_triggerer
+        # Issue 7: ``takeover``: another triggerer takes the trigger over the first time it sees the job
+        # unfinished (Airflow 3.3 calls the old trigger's on_kill); ``on_kill_while_waiting``: the
+        # worker's on_kill is called while it waits (the supervisor's SIGTERM to a zombie try).
+        self.takeover = takeover
+        self.on_kill_while_waiting = on_kill_while_waiting
+        self.takeovers = 0
         self.actions = dict(actions or {})
         self.reached: list[Point] = []
         self.killed_at: Point | None = None
@@ -89,8 +100,13 @@ class Probe:
             restart = self.restart_triggerer and self.triggerer_restarts == 0
             if restart:
                 self.triggerer_restarts += 1
+            takeover = self.takeover and self.takeovers == 0 and not restart
+            if takeover:
+                self.takeovers += 1
         if restart:
             raise TriggererLost("triggerer lost while the job was unfinished")
+        if takeover:
+            raise TriggererTakenOver("another triggerer took the trigger over")
         self.reach(Point.WHILE_WAITING, job)
 
 

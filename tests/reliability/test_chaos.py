@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.emulator import fast_retries
-from tests.reliability.attempt_driver import KILLED, TaskRun, run_task_instance
+from tests.reliability.attempt_driver import KILLED, TaskRun, patch_task_state_reads, run_task_instance
 from tests.reliability.audit import Audit, audit_task_run, base_job_id, jobs_of
 from tests.reliability.chaos_plan import ChaosSettings, TaskPlan, make_plan
 from tests.reliability.crash_points import Probe
@@ -59,10 +59,12 @@ def inject_faults(fake) -> None:
 
 
 def run_plan(plan: TaskPlan) -> TaskRun:
-    probes = {n: Probe(kill_at=plan.kills.get(n), restart_triggerer=n in plan.triggerer_restart_tries)
+    probes = {n: Probe(kill_at=plan.kills.get(n), restart_triggerer=n in plan.triggerer_restart_tries,
+                       takeover=n in plan.triggerer_takeover_tries,
+                       on_kill_while_waiting=plan.zombie_on_kill and n in plan.zombie_tries)
               for n in range(1, 4)}
     return run_task_instance(plan.spec, probes=probes, zombies=plan.zombie_tries, zombie_head_start=0.02,
-                             trigger_timeout=TRIGGER_TIMEOUT)
+                             trigger_timeout=TRIGGER_TIMEOUT, other_task_clears=plan.other_task_clears)
 
 
 def figures(plans, runs, audits, fake, seconds) -> dict:
@@ -84,6 +86,9 @@ def figures(plans, runs, audits, fake, seconds) -> dict:
         "kills_by_point": dict(Counter(str(a.killed_at) for a in attempts if a.outcome == KILLED)),
         "kills_planned_not_reached": sum(len(p.kills) for p in plans) - sum(a.outcome == KILLED for a in attempts),
         "triggerer_restarts": sum(a.triggerer_restarts for a in attempts),
+        "triggerer_takeovers": sum(a.triggerer_takeovers for a in attempts),
+        "zombie_tries_killed_via_on_kill": sum(p.zombie_on_kill for p in plans),
+        "task_runs_with_another_task_cleared": sum(bool(p.other_task_clears) for p in plans),
         "failed_tries_by_error": dict(failed_tries),
         "failed_tries_other_than_job_failures": sorted(
             f"{type(a.error).__name__}: {a.error}" for a in attempts
@@ -105,7 +110,8 @@ def figures(plans, runs, audits, fake, seconds) -> dict:
 
 def summary_lines(report: dict) -> list[str]:
     keys = ("seed", "seconds", "task_runs", "task_runs_deferrable", "task_runs_mapped", "attempts",
-            "attempts_by_outcome", "zombie_attempts", "kills_by_point", "triggerer_restarts", "failed_tries_by_error",
+            "attempts_by_outcome", "zombie_attempts", "kills_by_point", "triggerer_restarts", "triggerer_takeovers",
+            "zombie_tries_killed_via_on_kill", "task_runs_with_another_task_cleared", "failed_tries_by_error",
             "failed_tries_other_than_job_failures",
             "job_failures_planned", "jobs", "api_calls", "faults_by_kind", "fault_share_of_calls",
             "duplicate_jobs", "orphaned_running_jobs", "jobs_unfinished_at_the_end", "lost_results", "reproduce",
@@ -113,8 +119,9 @@ def summary_lines(report: dict) -> list[str]:
     return [f"{key}: {report[key]}" for key in keys if key in report]
 
 
-def test_chaos_run_keeps_exactly_once(chaos_fake, tmp_path, report_figures):
+def test_chaos_run_keeps_exactly_once(chaos_fake, tmp_path, report_figures, monkeypatch):
     fake = chaos_fake
+    patch_task_state_reads(monkeypatch)  # the kill rule reads the states the driver keeps, as Airflow's DB
     plans = make_plan(SEED, ChaosSettings(task_runs=TASK_RUNS))
     bases = [base_job_id(p.spec) for p in plans]
     assert len(set(bases)) == len(plans), "two task instances derived the same job ID"

@@ -30,6 +30,7 @@ SCENARIOS = {
     "bqjobs_deploy_complete": {"running_s": 6},
     "bqjobs_deploy_triggerer_restart": {"running_s": FOREVER_S},
     "bqjobs_deploy_mark_failed": {"running_s": FOREVER_S, "cancel_s": 1},
+    "bqjobs_deploy_takeover": {"running_s": FOREVER_S, "cancel_s": 1},
 }
 
 for dag_id, behaviour in SCENARIOS.items():
