@@ -76,8 +76,8 @@ class CeleryDeployment:
 
     # -- Celery workers -------------------------------------------------------------------------
 
-    def start_worker(self, timeout: float = 90) -> str:
-        """Start ``celery-worker-<n>`` (a new n each time) and wait until Celery says it is ready."""
+    def start_worker(self, timeout: float = 90, *, wait: bool = True) -> str:
+        """Start ``celery-worker-<n>`` (a new n each time) and (``wait``) wait until Celery says it is ready."""
         name = f"celery-worker-{self._next_worker}"
         self._next_worker += 1
         component = self.airflow.start(name)
@@ -91,7 +91,8 @@ class CeleryDeployment:
             except OSError:
                 return False
 
-        self.airflow.wait_for(ready, timeout, f"{name} to report ready", interval=1.0)
+        if wait:
+            self.airflow.wait_for(ready, timeout, f"{name} to report ready", interval=1.0)
         return name
 
     def kill_worker(self, name: str) -> list[int]:

@@ -33,7 +33,7 @@ from tests.deployment.soak_audit import DriverRecord, TiKey, split_job_id
 ACTIVE_TI = ("running", "deferred", "up_for_retry", "queued", "scheduled", "restarting", "up_for_reschedule")
 ACTIONS = {"kill_worker": 3, "stall_triggerer": 2, "clear": 3, "mark_failed": 3}
 FAIL_ONCE_P = 0.06
-MARK_MIN_WALL_LEFT_S = 6.0  # only mark a TI failed whose job has this long to run (no race with its end)
+MARK_MIN_WALL_LEFT_S = 4.0  # only mark a TI failed whose job has this long to run (no race with its end)
 
 
 def _q(value: str) -> str:
@@ -104,9 +104,10 @@ class SoakDriver:
 
     def act(self) -> None:
         kinds = list(ACTIONS)
-        weights = [ACTIONS[k] for k in kinds]
-        for _ in range(3):  # an action whose precondition does not hold now gives way to another
-            kind = self.rng.choices(kinds, weights)[0]
+        first = self.rng.choices(kinds, [ACTIONS[k] for k in kinds])[0]
+        rest = [k for k in kinds if k != first]
+        self.rng.shuffle(rest)
+        for kind in (first, *rest):  # an action whose precondition does not hold now gives way to another
             if getattr(self, kind)():
                 return
 
@@ -147,7 +148,7 @@ class SoakDriver:
             return False
         name = self.rng.choice(sorted(self.dep.workers))
         pids = self.dep.kill_worker(name)
-        new = self.dep.start_worker()
+        new = self.dep.start_worker(wait=False)  # the driver goes on while it starts (30 s on a loaded machine)
         self.event("kill_worker", f"SIGKILL {name} ({len(pids)} processes), started {new}")
         return True
 
@@ -175,9 +176,18 @@ class SoakDriver:
         if stall.held:
             rows = self.dep.postgres.query("SELECT id, triggerer_id FROM trigger WHERE id = ANY(%s)", (list(stall.held),))
             moved = sum(1 for _, owner in rows if owner is not None and owner != stall.job_id)
+        blocked = ""
         if moved:
             self.counts["takeover"] += 1
             self.counts["triggers_taken_over"] += moved
+        elif stall.held:
+            self.counts["stall_without_takeover"] += 1
+            # Evidence for why: transactions left open (row locks the other triggerer's SKIP LOCKED skips)
+            idle = self.dep.postgres.query(
+                "SELECT pid, extract(epoch from now() - xact_start)::int, left(query, 100) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND state = 'idle in transaction' "
+                "AND now() - xact_start > interval '10 seconds'")
+            blocked = f"; transactions open > 10 s: {idle}"
         if self.rng.random() < 0.5:
             self.dep.airflow.components[stall.name].resume()
             how = "SIGCONT"
@@ -187,7 +197,7 @@ class SoakDriver:
             new_job = self.dep.start_triggerer(stall.name)
             how = f"SIGKILL, restarted (TriggererJob {new_job})"
         self.event("end_stall", f"{stall.name} after {time.monotonic() - stall.started:.0f} s: {moved} of "
-                                f"{len(stall.held)} triggers taken over; {how}")
+                                f"{len(stall.held)} triggers taken over; {how}{blocked}")
 
     def clear(self) -> bool:
         tis = self.tis()

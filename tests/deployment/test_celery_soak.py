@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.deployment, pytest.mark.soak]
 SEED = int(os.environ.get("BQJOBS_SOAK_SEED", "11"))
 RUNS = int(os.environ.get("BQJOBS_SOAK_RUNS", "6"))
 CHAOS_S = float(os.environ.get("BQJOBS_SOAK_CHAOS_S", "150"))  # actions stop after this; runs drain after
-DRAIN_TIMEOUT_S = float(os.environ.get("BQJOBS_SOAK_DRAIN_S", "300"))
+DRAIN_TIMEOUT_S = float(os.environ.get("BQJOBS_SOAK_DRAIN_S", "420"))
 TRIGGER_EVERY_S = float(os.environ.get("BQJOBS_SOAK_TRIGGER_EVERY_S", "10"))
 CLOCK_SCALE = 4.0
 LOAD_COPY_RUNNING_S = 30  # fake-clock seconds for load and copy jobs (queries carry theirs)
@@ -87,9 +87,13 @@ def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks()
             rows = dep.postgres.query("SELECT state FROM dag_run WHERE dag_id = %s", (dag.DAG_ID,))
             return len(rows) == RUNS and all(r[0] in FINISHED_RUN for r in rows)
 
-        airflow.wait_for(all_finished, DRAIN_TIMEOUT_S,
-                         lambda: f"all {RUNS} soak runs to finish: {dep.postgres.query('SELECT run_id, state FROM dag_run')}",
-                         interval=2.0)
+        drain_error = None
+        try:
+            airflow.wait_for(all_finished, DRAIN_TIMEOUT_S,
+                             lambda: f"all {RUNS} soak runs to finish: {dep.postgres.query('SELECT run_id, state FROM dag_run')}",
+                             interval=2.0)
+        except DeploymentError as exc:  # still audit and print what there is, then fail
+            drain_error = str(exc).splitlines()[0]
         soak_s = time.monotonic() - soak_start
         time.sleep(2 * 3)  # one more poll_interval round, so that a job still running would show as running
 
@@ -126,6 +130,7 @@ def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks()
         "triggerer stalls (SIGSTOP past the 10 s threshold)": driver.counts["stall_triggerer"],
         "takeovers (stalls whose triggers moved)": driver.counts["takeover"],
         "triggers taken over": driver.counts["triggers_taken_over"],
+        "stalls without a takeover (Airflow did not reassign)": driver.counts["stall_without_takeover"],
         "clears (REST, other tasks of the run active)": driver.counts["clear"],
         "marked failed while deferred": driver.counts["mark_failed"],
         "task instances whose first job fails once": len(driver.fail_once),
@@ -153,6 +158,11 @@ def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks()
         print(f"[soak] {at:7.1f} s  {text}")
     for label, value in {**figures, **audit_figures}.items():  # also in pytest's terminal summary
         NOTES.append(f"soak: {label}: {value}")
+    not_exercised = [kind for kind in ("kill_worker", "stall_triggerer", "takeover", "clear", "mark_failed")
+                     if not driver.counts[kind]]
+    if not_exercised:  # the audit still holds, but this run proves less: say so in the summary
+        NOTES.append(f"soak: NOT exercised in this run: {', '.join(not_exercised)}")
     failures = result.failures()
+    assert drain_error is None, drain_error
     assert all(t["state"] in FINISHED_TI for t in tis), ti_states
     assert not failures, "soak audit failed:\n" + json.dumps(failures, indent=1)
