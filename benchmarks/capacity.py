@@ -183,7 +183,8 @@ def worker(side: str, n: int, prefix: str, stagger: float, job_s: tuple[float, f
 def _today_tree() -> str:
     """Branch main's package with this checkout's benchmarks, in a temporary directory."""
     root = tempfile.mkdtemp(prefix="bqjobs-bench-today-")
-    archive = subprocess.run(["git", "archive", "main", "airflow_bqjobs"], cwd=REPO_ROOT, check=True,
+    git_dir = os.environ.get("BENCH_GIT_DIR", str(REPO_ROOT))  # a snapshot of the checkout names its repo
+    archive = subprocess.run(["git", "archive", "main", "airflow_bqjobs"], cwd=git_dir, check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
     shutil.copytree(REPO_ROOT / "benchmarks", os.path.join(root, "benchmarks"),
