@@ -267,6 +267,8 @@ def figures(r: dict) -> dict:
 
 
 PHASES_FULL = [[(100, 0.0), LATENCY], [(1000, 0.0)], [(5000, 0.0)]]
+# A smoke run (``--quick``, and ``scripts/bench.sh --quick``): about 4 minutes.
+QUICK = {"phases": [[(20, 0.0), (200, 0.0)], [(200, 0.05)]], "stagger": 5.0, "job_s": (10.0, 30.0)}
 
 
 def run(phases=None, stagger: float = STAGGER_S, job_s=JOB_S, sides=SIDES) -> Report:
@@ -347,8 +349,7 @@ if __name__ == "__main__":
         parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
         opts = parser.parse_args()
         if opts.quick:
-            report = run([[(20, 0.0), (200, 0.0)], [(200, 0.05)]], stagger=5.0, job_s=(10.0, 30.0),
-                         sides=tuple(opts.sides))
+            report = run(**QUICK, sides=tuple(opts.sides))
         else:
             report = run(sides=tuple(opts.sides))
         print(report.markdown())
