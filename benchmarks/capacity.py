@@ -170,10 +170,36 @@ def worker(side: str, n: int, prefix: str, stagger: float, job_s: tuple[float, f
         await tick
         return [t.result() for t in done]
 
+    stall_log = os.environ.get("BENCH_STALL_LOG")
+    if stall_log:  # diagnostics: the loop thread's stack whenever the loop stalls for over 2 s
+        _watch_stalls(stall_log, lags)
     cpu, wall = time.process_time(), time.time()
     events = asyncio.run(main())
     return {"events": events, "cpu_s": time.process_time() - cpu, "wall_s": time.time() - wall,
             "samples": samples, "lags": lags, "where": where}
+
+
+def _watch_stalls(path: str, lags: list) -> None:
+    import sys as _sys
+    import threading
+    import traceback
+
+    main_id = threading.get_ident()
+
+    def watch() -> None:
+        seen = len(lags)
+        quiet = 0.0
+        while True:
+            time.sleep(0.5)
+            quiet = quiet + 0.5 if len(lags) == seen else 0.0
+            seen = len(lags)
+            if quiet >= 2.0 and seen:
+                frame = _sys._current_frames().get(main_id)
+                with open(path, "a") as out:
+                    out.write(f"--- loop stalled {quiet:.1f} s at {time.time():.0f}\n")
+                    out.write("".join(traceback.format_stack(frame)) if frame else "no frame\n")
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 # -- the orchestrator -------------------------------------------------------------------------------
@@ -213,6 +239,8 @@ def run_one(side: str, n: int, latency_s: float, stagger: float, job_s, today_ro
         connection = json.dumps({"conn_type": "google_cloud_platform",
                                  "extra": {"project": PROJECT, "keyfile_dict": account.keyfile_json}})
         env = child_env(AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT=connection)
+        if os.environ.get("BENCH_STALL_LOG"):
+            env["BENCH_STALL_LOG"] = f"{os.environ['BENCH_STALL_LOG']}.{side}.{n}"
         cwd = REPO_ROOT
         if side == TODAY:
             cwd, env["PYTHONPATH"] = today_root, today_root

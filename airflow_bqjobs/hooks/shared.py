@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,11 @@ from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.hooks.credentials import EMULATOR_ENV, client_settings, normalize_extras
 
 POOL_SIZE = 8
+# A connection read by one trigger serves the triggers that start in the next CONNECTION_TTL_S: a
+# triggerer starting 1,000 triggers reads (and masks) it once, and a changed key is used within a minute.
+CONNECTION_TTL_S = 60.0
+_connections: dict[tuple, tuple] = {}  # (pid, conn_id) -> (read at, connection, extras, fingerprint)
+_reading: dict[tuple, Any] = {}  # (loop, pid, conn_id) -> the task reading it now
 _lock = threading.Lock()
 _transports: dict[tuple, _Transport] = {}
 _hooks: dict[tuple, Any] = {}
@@ -55,13 +61,41 @@ def _fingerprint(extras: dict) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
+async def ashared_hook(gcp_conn_id: str, read_connection, *, project_id: str | None, location: str | None,
+                       request_timeout: float):
+    """:func:`shared_hook` for a trigger: the connection is read (``await read_connection(id)``) at most
+    once per ``CONNECTION_TTL_S`` per process, however many triggers start meanwhile."""
+    import asyncio
+
+    key = (os.getpid(), gcp_conn_id)
+    entry = _connections.get(key)
+    if entry is None or time.monotonic() - entry[0] > CONNECTION_TTL_S:
+        loop = asyncio.get_running_loop()
+        reading = _reading.get((loop, *key))
+        if reading is None:
+            async def read():
+                connection = await read_connection(gcp_conn_id)
+                extras = normalize_extras(connection.extra_dejson if connection is not None else {})
+                _connections[key] = (time.monotonic(), connection, extras, _fingerprint(extras))
+                return _connections[key]
+
+            reading = _reading[(loop, *key)] = loop.create_task(read())
+            reading.add_done_callback(lambda _: _reading.pop((loop, *key), None))
+        entry = await asyncio.shield(reading)
+    _, connection, extras, fingerprint = entry
+    return shared_hook(gcp_conn_id, connection, project_id=project_id, location=location,
+                       request_timeout=request_timeout, _extras=(extras, fingerprint))
+
+
 def shared_hook(gcp_conn_id: str, connection: Any, *, project_id: str | None, location: str | None,
-                request_timeout: float):
+                request_timeout: float, _extras: tuple | None = None):
     """A :class:`BigQueryJobsHook` whose client rides on the connection's shared session and credentials."""
     from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 
-    extras = normalize_extras(connection.extra_dejson if connection is not None else {})
-    conn_key = (os.getpid(), gcp_conn_id, _fingerprint(extras))
+    if _extras is None:
+        extras = normalize_extras(connection.extra_dejson if connection is not None else {})
+        _extras = (extras, _fingerprint(extras))
+    conn_key = (os.getpid(), gcp_conn_id, _extras[1])
     key = (*conn_key, project_id, location, float(request_timeout))
     with _lock:
         hook = _hooks.get(key)
@@ -155,3 +189,4 @@ def reset() -> None:
             transport.session.close()
         _transports.clear()
         _hooks.clear()
+        _connections.clear()

@@ -68,6 +68,7 @@ class JobPoller:
         self._wake = asyncio.Event()
         self.restarts = 0
         self.rounds = 0
+        self._interval = self.book.list_interval()  # the interval the current sleep was planned with
 
     # -- registration ----------------------------------------------------------------------------
 
@@ -86,8 +87,8 @@ class JobPoller:
         future.waiter = waiter  # type: ignore[attr-defined]
         self.book.add(waiter, time.monotonic())
         self.ensure_running()
-        if poll_interval < self.book.list_interval() * 1.01:
-            self._wake.set()  # a shorter interval than the current sleep: re-plan now
+        if poll_interval < self._interval:
+            self._wake.set()  # a shorter interval than the current sleep's: re-plan now
         return future
 
     def unwatch(self, future: asyncio.Future) -> None:
@@ -146,8 +147,10 @@ class JobPoller:
                             self.project_id, exc, pause)
             return pause
         to_read = self.book.after_list(entries, time.monotonic())
-        await self._read(to_read + [w for w in self.book.due(time.monotonic()) if w not in to_read])
-        return self.book.list_interval()
+        listed_out = set(map(id, to_read))
+        await self._read(to_read + [w for w in self.book.due(time.monotonic()) if id(w) not in listed_out])
+        self._interval = self.book.list_interval()
+        return self._interval
 
     def _list(self, min_ms: int | None) -> list[dict]:
         return list(self.hook.list_jobs(project_id=self.project_id, state_filter=STATES, projection="minimal",

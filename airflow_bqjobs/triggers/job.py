@@ -84,11 +84,10 @@ class BigQueryJobTrigger(BaseTrigger):
     async def hook(self):
         """The shared hook of this connection and project (one session and credentials per process)."""
         if self._hook is None:
-            from airflow_bqjobs.hooks.shared import shared_hook
+            from airflow_bqjobs.hooks.shared import ashared_hook
 
-            connection = await aget_connection(self.gcp_conn_id)
-            self._hook = shared_hook(self.gcp_conn_id, connection, project_id=self.ref.project_id,
-                                     location=self.ref.location, request_timeout=self.request_timeout)
+            self._hook = await ashared_hook(self.gcp_conn_id, aget_connection, project_id=self.ref.project_id,
+                                            location=self.ref.location, request_timeout=self.request_timeout)
         return self._hook
 
     def _event(self, status: str, **fields: Any) -> TriggerEvent:
