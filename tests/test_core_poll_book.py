@@ -33,6 +33,13 @@ def test_a_job_that_left_the_running_set_is_read_once_and_its_waiters_woken():
     assert got == [(DONE_OUTCOME, job("DONE"))] and len(book) == 0
 
 
+def test_a_job_registered_while_a_list_was_in_flight_waits_for_the_next_list():
+    book, got = PollBook(), []
+    book.add(waiter("a", got), now=5)
+    assert book.after_list([], now=6, started=4) == []
+    assert [w.job_id for w in book.after_list([], now=8, started=7)] == ["a"]
+
+
 def test_a_job_never_listed_is_read_after_the_first_list():
     book, got = PollBook(), []
     book.add(waiter("a", got), now=0)

@@ -58,6 +58,7 @@ class Watch:
     location: str | None
     waiters: list[Waiter] = field(default_factory=list)
     created_ms: int | None = None
+    added_at: float = 0.0
     listed: bool = False
     read_at: float | None = 0.0  # when to read it next; None: the list answers for it
     schedule: Iterator[float] | None = None
@@ -84,7 +85,7 @@ class PollBook:
         watch = self.watches.get(waiter.job_id)
         if watch is None:
             # Read by the next list, or at once when the list is out of order.
-            watch = self.watches[waiter.job_id] = Watch(waiter.job_id, waiter.location,
+            watch = self.watches[waiter.job_id] = Watch(waiter.job_id, waiter.location, added_at=now,
                                                         read_at=now if self.fallback else None)
         watch.waiters.append(waiter)
         if watch.location is None:
@@ -116,8 +117,11 @@ class PollBook:
             return None
         return max(0, min(times) - CREATION_MARGIN_MS)
 
-    def after_list(self, entries: Iterable[dict], now: float) -> list[Watch]:
-        """Apply a successful list of pending/running jobs; returns the watches to read now."""
+    def after_list(self, entries: Iterable[dict], now: float, started: float | None = None) -> list[Watch]:
+        """Apply a successful list of pending/running jobs; returns the watches to read now.
+
+        ``started``: when the list was sent; a job registered after that is left to the next list.
+        """
         self.list_failures, self._list_backoff, self.fallback = 0, None, False
         running = {}
         for entry in entries:
@@ -132,6 +136,8 @@ class PollBook:
                 watch.listed, watch.read_at, watch.schedule, watch.backoff = True, None, None, None
                 watch.created_ms = watch.created_ms or _creation_ms(entry)
                 _update(watch, entry)
+            elif watch.read_at is None and not watch.listed and started is not None and watch.added_at > started:
+                continue  # registered while this list was in flight
             elif watch.listed or watch.read_at is None:
                 watch.listed = False
                 to_read.append(watch)

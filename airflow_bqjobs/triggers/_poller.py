@@ -133,6 +133,7 @@ class JobPoller:
         """One list (and the reads it calls for); returns the seconds until the next list."""
         self.rounds += 1
         min_ms = self.book.min_creation_ms()
+        started = time.monotonic()
         try:
             entries = await self._call(self._list, min_ms)
         except Exception as exc:
@@ -146,7 +147,7 @@ class JobPoller:
                 log.warning("Transient error listing jobs of project %s (%s); retrying in %.1f s",
                             self.project_id, exc, pause)
             return pause
-        to_read = self.book.after_list(entries, time.monotonic())
+        to_read = self.book.after_list(entries, time.monotonic(), started=started)
         listed_out = set(map(id, to_read))
         await self._read(to_read + [w for w in self.book.due(time.monotonic()) if id(w) not in listed_out])
         self._interval = self.book.list_interval()
