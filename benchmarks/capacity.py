@@ -8,8 +8,8 @@ fake with a real service-account key (``keyfile_dict``), so OAuth token requests
 counted. Sides:
 
 * ours: this checkout (``BigQueryJobTrigger`` on the shared poller);
-* today: the same trigger as on branch ``main`` (one ``jobs.get`` loop per trigger), from a
-  ``git archive`` of main, in the same venv;
+* today: the trigger before the shared poller (commit ``TODAY_REF``, one ``jobs.get`` loop per
+  trigger), from a ``git archive``, in the same venv;
 * Google: apache-airflow-providers-google's real ``BigQueryInsertJobTrigger`` (``.bench-venv``).
 
 Runs of one phase go concurrently (phases: N = 100 together with N = 1,000 plus 50 ms added by the
@@ -43,6 +43,8 @@ from benchmarks._common import GOOGLE, OURS, PROJECT, REPO_ROOT, Report, child_e
 from benchmarks._common import python_for as _python_for
 
 TODAY = "today"
+# The trigger before the shared poller (main at 58e479b: one jobs.get loop per trigger).
+TODAY_REF = os.environ.get("BENCH_TODAY_REF", "58e479b")
 LOCATION = "US"
 STAGGER_S = 30.0
 JOB_S = (60.0, 300.0)
@@ -206,10 +208,10 @@ def _watch_stalls(path: str, lags: list) -> None:
 
 
 def _today_tree() -> str:
-    """Branch main's package with this checkout's benchmarks, in a temporary directory."""
+    """The package at TODAY_REF with this checkout's benchmarks, in a temporary directory."""
     root = tempfile.mkdtemp(prefix="bqjobs-bench-today-")
     git_dir = os.environ.get("BENCH_GIT_DIR", str(REPO_ROOT))  # a snapshot of the checkout names its repo
-    archive = subprocess.run(["git", "archive", "main", "airflow_bqjobs"], cwd=git_dir, check=True,
+    archive = subprocess.run(["git", "archive", TODAY_REF, "airflow_bqjobs"], cwd=git_dir, check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
     shutil.copytree(REPO_ROOT / "benchmarks", os.path.join(root, "benchmarks"),
