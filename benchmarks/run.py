@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from benchmarks import import_cost, submit_overhead, trigger_cost
+from benchmarks import capacity, import_cost, submit_overhead, trigger_cost
 from benchmarks._common import GOOGLE, OURS, REPO_ROOT, md_table, run_json
 
 COMMAND = "bash scripts/bench.sh"
@@ -35,7 +35,7 @@ def versions(side: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="triggers at N=50 only and 50 submits")
+    parser.add_argument("--quick", action="store_true", help="triggers at N=50 only, 50 submits, capacity at N=20/200 with short jobs")
     quick = parser.parse_args().quick
     command = COMMAND + (" --quick" if quick else "")
     started, load_before = time.time(), os.getloadavg()[0]
@@ -56,6 +56,7 @@ def main() -> int:
         (import_cost, {"reps": import_cost.REPS}),
         (trigger_cost, {"ns": (50,) if quick else trigger_cost.NS}),
         (submit_overhead, {"submits": 50 if quick else submit_overhead.SUBMITS}),
+        (capacity, capacity.QUICK if quick else {}),
     ]:
         t = time.time()
         report = bench.run(**kwargs)

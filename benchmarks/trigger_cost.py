@@ -214,8 +214,9 @@ def run(ns: tuple[int, ...] = NS) -> Report:
         tables=[measured, "Computed from each trigger's poll schedule (not measured; request time ignored):\n\n"
                 + computed],
         notes=[
-            "Ours: one hook and one `google.cloud.bigquery.Client` per trigger for its whole wait; `jobs.get` in "
-            "asyncio's default thread pool; interval 1 s growing x1.5 up to poll_interval.",
+            "Ours: every trigger registers with its project's shared poller (one `jobs.list` per round, at most "
+            "2 s apart or poll_interval if shorter; one `jobs.get` per job that left the list), one session and "
+            "one `Client` per connection and project, calls in the poller's own thread pool.",
             "Google (apache-airflow-providers-google, real `BigQueryInsertJobTrigger`): its `BigQueryAsyncHook."
             "get_job_status` runs the sync `BigQueryHook.get_job` through asgiref `sync_to_async` (thread-sensitive: "
             "one thread shared by every trigger in the process) and builds a new `Client`, hence a new HTTP session "

@@ -4,10 +4,12 @@
 # Syncs the dev venv (.venv, from the lock) and a second one, .bench-venv, that holds the same lock
 # plus Google's provider (benchmarks/requirements-google.txt), then runs benchmarks/run.py: it prints
 # one table per benchmark, ours next to Google's, and writes the summary to benchmarks/results.md.
-# Our side runs in .venv (what our users install), Google's in .bench-venv. Takes 5-10 minutes on
-# 2 cores (most of it starting ~50 fresh interpreters for the import figures).
+# Our side runs in .venv (what our users install), Google's in .bench-venv. Takes about 30 minutes on
+# 2 cores: ~7 for the import, trigger and submit figures, ~21 for the capacity run (benchmarks/capacity.py:
+# N = 100, 1,000 and 5,000 triggers on jobs of 60-300 s, ours, main's and Google's). Run it under
+# `flock /tmp/bqjobs-heavy.lock timeout 3600` on a shared machine.
 #
-#   --quick    triggers at N=50 only and 50 submits (a smoke run, ~1 minute shorter)
+#   --quick    triggers at N=50 only, 50 submits, capacity at N=20/200 on jobs of 10-30 s (~10 minutes)
 #   --relock   re-resolve benchmarks/requirements-google.txt from the lock's versions plus
 #              benchmarks/requirements-google.in, then exit
 set -euo pipefail

@@ -51,6 +51,17 @@ os.environ.update(
 )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_shared_clients():
+    """Each test starts like a fresh triggerer process: no shared clients, credentials or connections
+    (tests change connections and endpoints between them)."""
+    from airflow_bqjobs.hooks import shared
+
+    shared.reset()
+    yield
+    shared.reset()
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """Create the session's Airflow metadata DB (once); returns AIRFLOW_HOME."""

@@ -134,6 +134,10 @@ class BigQueryJobsHook(BaseHook):
             client_info=ClientInfo(user_agent=f"{USER_AGENT}/{__version__}"),
         )
 
+    def use_client(self, client: Client) -> None:
+        """Use this (shared) client instead of building one: see :mod:`airflow_bqjobs.hooks.shared`."""
+        self.__dict__["client"] = client
+
     @property
     def project_id(self) -> str:
         return self._project_id or self.client.project
@@ -322,6 +326,7 @@ class BigQueryJobsHook(BaseHook):
         parent_job_id: str | None = None,
         projection: str = "full",
         page_size: int = 1000,
+        retry: Any = _DEFAULT,
     ) -> Iterator[dict]:
         """Job list entries, newest first, paging through ``jobs.list`` lazily up to ``max_results``."""
         params = {
@@ -337,7 +342,7 @@ class BigQueryJobsHook(BaseHook):
         token = None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
-            page = self._request("GET", path, params={**params, "maxResults": size, "pageToken": token})
+            page = self._request("GET", path, retry=retry, params={**params, "maxResults": size, "pageToken": token})
             for job in page.get("jobs", [])[: remaining if remaining is not None else None]:
                 yield job
                 if remaining is not None:

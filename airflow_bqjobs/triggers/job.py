@@ -2,8 +2,13 @@
 
 Serialised kwargs hold only a connection id, a job reference, numbers and (if set) the
 impersonation chain's account emails: never credentials (they are stored in the metadata DB); the
-hook builds the same credentials from the connection as the worker did. One hook, hence one HTTP client, serves the whole wait; each
-``jobs.get`` runs in a thread with a request timeout, and transient errors only delay the next poll.
+hook builds the same credentials from the connection as the worker did. The wait itself is shared:
+every trigger registers with its project's poller (:mod:`airflow_bqjobs.triggers._poller`), which
+lists the project's running jobs once per round and reads only the jobs that left that list, with
+one HTTP session and one credentials object per connection (and impersonation chain) per process
+(:mod:`airflow_bqjobs.hooks.shared`). Transient errors only delay the next round; ``poll_interval``
+bounds how long a job may wait between two checks. Progress lines come from the list's statistics,
+at no extra request.
 
 Cancellation (all of it off with ``cancel_on_kill=False``):
 
@@ -38,13 +43,11 @@ from typing import Any, AsyncIterator
 
 from airflow_bqjobs._compat import TRIGGER_ON_KILL, BaseTrigger, TriggerEvent, aget_connection, task_instance_state
 from airflow_bqjobs.core.attach import READ_AFTER_CONFLICT_DELAYS
-from airflow_bqjobs.core.backoff import backoff_delays, poll_intervals
 from airflow_bqjobs.core.credential_options import parse_impersonation_chain
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.kill import UNKNOWN, may_cancel, why
 from airflow_bqjobs.core.progress import ProgressReporter
-from airflow_bqjobs.core.transient import is_transient
 
 # Event statuses, read by the operators' execute_complete.
 DONE = "done"
@@ -99,18 +102,13 @@ class BigQueryJobTrigger(BaseTrigger):
         )
 
     async def hook(self):
+        """The shared hook of this connection and project (one session and credentials per process)."""
         if self._hook is None:
-            from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+            from airflow_bqjobs.hooks.shared import ashared_hook
 
-            connection = await aget_connection(self.gcp_conn_id)
-            self._hook = BigQueryJobsHook(
-                self.gcp_conn_id,
-                project_id=self.ref.project_id,
-                location=self.ref.location,
-                request_timeout=self.request_timeout,
-                connection=connection,
-                impersonation_chain=self.impersonation_chain,
-            )
+            self._hook = await ashared_hook(self.gcp_conn_id, aget_connection, project_id=self.ref.project_id,
+                                            location=self.ref.location, request_timeout=self.request_timeout,
+                                            impersonation_chain=self.impersonation_chain)
         return self._hook
 
     def _event(self, status: str, **fields: Any) -> TriggerEvent:
@@ -128,40 +126,36 @@ class BigQueryJobTrigger(BaseTrigger):
         yield event
 
     async def _wait(self) -> TriggerEvent:
+        """Register with the project's shared poller (``triggers/_poller.py``) until the job is DONE."""
+        from airflow_bqjobs.core.poll_book import DONE_OUTCOME, NOT_FOUND_OUTCOME
+        from airflow_bqjobs.triggers._poller import WATCHDOG_S, job_poller
+
         hook = await self.hook()
-        polls = poll_intervals(self.poll_interval)
-        backoff = None
-        not_found = iter(READ_AFTER_CONFLICT_DELAYS)  # a brief 404 is eventual consistency, not "gone"
-        progress = ProgressReporter(str(self.ref))
-        while True:
-            left = self._seconds_left()
-            if left is not None and left <= 0:
-                return await self._time_out(hook)
-            try:
-                job = await asyncio.to_thread(hook.get_job, self.ref, retry=None)
-            except Exception as exc:
-                if not is_transient(exc):
-                    return self._event(ERROR, message=f"Cannot read job {self.ref}: {exc}")
-                backoff = backoff or backoff_delays(maximum=max(self.poll_interval, 1.0))
-                delay = next(backoff)
-                self.log.warning("Transient error reading job %s (%s); retrying in %.1f s", self.ref, exc, delay)
-            else:
-                backoff = None
-                if job is None and self.not_found_ok:
-                    delay = next(polls)
-                elif job is None:
-                    delay = next(not_found, None)
-                    if delay is None:
-                        return self._event(ERROR, message=f"Job {self.ref} was not found (metadata deleted, or wrong location?)")
-                elif job_state(job) == "DONE":  # the task logs the final line when it resumes
-                    return self._event(DONE, error_result=error_result(job))
-                else:
-                    not_found = iter(READ_AFTER_CONFLICT_DELAYS)
-                    delay = next(polls)
-                    if line := progress.update(job):
-                        self.log.info(line)
-            left = self._seconds_left()
-            await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
+        ref = hook.resolve(self.ref)
+        poller = job_poller(hook)
+        progress = ProgressReporter(str(ref))
+
+        def log_progress(job: dict) -> None:  # the task logs the final line when it resumes
+            if job_state(job) != "DONE" and (line := progress.update(job)):
+                self.log.info(line)
+
+        outcome = poller.watch(ref, poll_interval=self.poll_interval, not_found_ok=self.not_found_ok,
+                               not_found_delays=READ_AFTER_CONFLICT_DELAYS, on_update=log_progress)
+        try:
+            while not outcome.done():
+                left = self._seconds_left()
+                if left is not None and left <= 0:
+                    return await self._time_out(hook)
+                await asyncio.wait({outcome}, timeout=WATCHDOG_S if left is None else min(left, WATCHDOG_S))
+                poller.ensure_running()  # a poller that died is restarted; no trigger waits on it forever
+        finally:
+            poller.unwatch(outcome)
+        kind, value = outcome.result()
+        if kind == DONE_OUTCOME:
+            return self._event(DONE, error_result=error_result(value))
+        if kind == NOT_FOUND_OUTCOME:
+            return self._event(ERROR, message=f"Job {self.ref} was not found (metadata deleted, or wrong location?)")
+        return self._event(ERROR, message=f"Cannot read job {self.ref}: {value}")
 
     async def _time_out(self, hook) -> TriggerEvent:
         message = f"Deadline passed while waiting for job {self.ref}"

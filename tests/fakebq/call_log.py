@@ -19,7 +19,8 @@ class CallLog:
 
     def record(self, *, endpoint: str, method: str, path: str, project: str | None,
                job_id: str | None, status: int | None, fault: str | None,
-               reason: str | None = None, acted_status: int | None = None) -> None:
+               reason: str | None = None, acted_status: int | None = None,
+               query: dict | None = None) -> None:
         """status None means no answer was sent (connection reset).
 
         acted_status is what the server produced (None if it did not act),
@@ -38,6 +39,7 @@ class CallLog:
                 "reason": reason,
                 "acted_status": acted_status,
                 "fault": fault,
+                "query": query or {},  # the request's query parameters: {name: [values]}
             })
             self._by_endpoint[endpoint] += 1
 

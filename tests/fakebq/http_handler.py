@@ -142,7 +142,7 @@ class FakeBigQueryHandler(BaseHTTPRequestHandler):
                 endpoint=route.endpoint, method=req.method, path=req.path, project=params.get("project"),
                 job_id=job_id, status=sent.status if sent else None,
                 fault=kind or (acted.fault if acted else None), reason=shown.reason if shown else None,
-                acted_status=acted.status if acted else None)
+                acted_status=acted.status if acted else None, query=dict(req.query))
 
         # Calls are logged before the client can see the outcome, so a test
         # that inspects the log right after a call always finds it there.

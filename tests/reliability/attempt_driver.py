@@ -21,6 +21,7 @@ carries the run's bumped ``clear_number``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 import time
@@ -176,18 +177,37 @@ def first_event_of(trigger, *, timeout: float = 60.0) -> Any:
 
 
 async def _first_event(trigger, probe: Probe, timeout: float) -> Any:
+    """One triggerer process: its own shared poller, session and credentials (reset here)."""
+    from airflow_bqjobs.hooks import shared
+
+    shared.reset()
+    loop = asyncio.get_running_loop()
+    died = loop.create_future()
+
+    def on_death(exc: BaseException) -> None:  # called from the poller's thread
+        loop.call_soon_threadsafe(lambda: died.done() or died.set_exception(exc))
+
     hook = await trigger.hook()
-    instrument_hook(hook, probe, waiting=lambda: True, in_trigger=True)
+    instrument_hook(hook, probe, waiting=lambda: True, in_trigger=True, job_id=trigger.ref.job_id,
+                    on_death=on_death)
 
     async def first():
         async for event in trigger.run():
             return event.payload
         raise TriggerTimedOut(f"trigger {trigger!r} ended without an event")
 
-    try:
-        return await asyncio.wait_for(first(), timeout)
-    except TimeoutError:
-        raise TriggerTimedOut(f"no event from {trigger!r} within {timeout} s") from None
+    task = asyncio.ensure_future(first())
+    done, _ = await asyncio.wait({task, died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if died.done():  # killed, or the triggerer lost, while the trigger waited: it is cancelled
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise died.exception()
+    died.cancel()
+    if not done:
+        task.cancel()
+        raise TriggerTimedOut(f"no event from {trigger!r} within {timeout} s")
+    return task.result()
 
 
 def run_attempt(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Probe | None = None, *,

@@ -110,9 +110,15 @@ class Probe:
         self.reach(Point.WHILE_WAITING, job)
 
 
-def instrument_hook(hook, probe: Probe, *, waiting: Callable[[], bool], in_trigger: bool = False):
-    """Wrap this hook instance's insert and get so ``probe`` sees the points around them."""
-    real_insert, real_get = hook.insert_job, hook.get_job
+def instrument_hook(hook, probe: Probe, *, waiting: Callable[[], bool], in_trigger: bool = False,
+                    job_id: str | None = None, on_death: Callable[[BaseException], None] | None = None):
+    """Wrap this hook instance's insert and get so ``probe`` sees the points around them.
+
+    In a trigger (``in_trigger``), the job is seen unfinished by a ``jobs.get`` or by the shared poller's
+    ``jobs.list`` (entries of ``job_id``). The poller calls them in its own task, so a kill or a lost
+    triggerer raised by the probe there is handed to ``on_death`` (which stops the triggerer) instead.
+    """
+    real_insert, real_get, real_list = hook.insert_job, hook.get_job, hook.list_jobs
 
     def insert_job(ref, configuration, **kwargs):
         probe.reach(Point.BEFORE_INSERT)
@@ -120,15 +126,39 @@ def instrument_hook(hook, probe: Probe, *, waiting: Callable[[], bool], in_trigg
         probe.reach(Point.AFTER_INSERT, job)
         return job
 
+    def trigger_saw(job):
+        if on_death is None:
+            probe.trigger_saw_unfinished_job(job)
+            return
+        try:
+            probe.trigger_saw_unfinished_job(job)
+        except BaseException as exc:  # noqa: BLE001 - handed to the triggerer
+            on_death(exc)
+
     def get_job(ref, **kwargs):
         job = real_get(ref, **kwargs)
         if job is not None and job_state(job) != "DONE" and waiting():
             if in_trigger:
-                probe.trigger_saw_unfinished_job(job)
+                trigger_saw(job)
             else:
                 probe.reach(Point.WHILE_WAITING, job)
         return job
 
+    def list_jobs(**kwargs):
+        from airflow_bqjobs.core.job_ref import JobRef
+
+        entries = list(real_list(**kwargs))
+        if in_trigger and waiting():
+            for entry in entries:
+                ref = entry["jobReference"]
+                if ref["jobId"] == job_id and entry.get("state") != "DONE":
+                    # The probe's actions want the full resource (the list's is minimal).
+                    job = real_get(JobRef(ref["jobId"], ref["projectId"], ref.get("location")), retry=None)
+                    if job is not None and job_state(job) != "DONE":
+                        trigger_saw(job)
+        return entries
+
     hook.insert_job = insert_job
     hook.get_job = get_job
+    hook.list_jobs = list_jobs
     return hook
