@@ -192,12 +192,21 @@ def test_progress_updates_come_from_the_list_at_no_extra_request(fake_bq, hook):
 
 # -- cancellation: kill, takeover, restart, deadline -----------------------------------------------
 
-def test_a_user_kill_cancels_that_job_only(fake_bq, hook):
+def test_a_user_kill_cancels_that_job_only(fake_bq, hook, monkeypatch):
+    from types import SimpleNamespace
+
+    from airflow_bqjobs.triggers import job as trigger_module
+
+    async def marked_failed(task_instance):  # what Airflow answers for a task a user marked failed
+        return "failed"
+
+    monkeypatch.setattr(trigger_module, "task_instance_state", marked_failed)
     killed_ref = insert(hook, fake_bq, "killed", running_s=30)
     kept_ref = insert(hook, fake_bq, "kept", running_s=1.0)
 
     async def main():
         killed = trigger_for(killed_ref)
+        killed.task_instance = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1)
         killed_task = asyncio.ensure_future(payload(killed))
         kept_task = asyncio.ensure_future(payload(trigger_for(kept_ref)))
         await asyncio.sleep(0.5)
