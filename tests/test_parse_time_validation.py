@@ -95,7 +95,7 @@ CASES = [
     Case("list-airflow_run_id", BigQueryListJobsOperator, "airflow_run_id", "", None,
          "airflow_run_id", "non-empty string"),
     Case("list-all_users", BigQueryListJobsOperator, "all_users", "yes", None, "all_users", "True or False"),
-    Case("sensor-job_id", BigQueryJobSensor, "job_id", "x:y", "{{ 'x:y' }}", "job_id", "no location"),
+    Case("sensor-job_id", BigQueryJobSensor, "job_id", "x:", "{{ 'x:' }}", "job_id", "the job ID after ':' is empty"),
     Case("sensor-two-jobs", BigQueryJobSensor, "job_id", ["a", "b"], "{{ ['a', 'b'] }}", "job_id", "names 2 jobs"),
     Case("sensor-location", BigQueryJobSensor, "location", "us central1", "{{ 'us central1' }}", "location",
          "not a BigQuery location"),

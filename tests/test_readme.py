@@ -96,7 +96,8 @@ def test_the_id_forms_it_lists_parse():
 
 
 def test_what_bq_prints_is_stated_as_bq_prints_it():
-    assert "`bq ls -j` and `bq show -j` print `project:job_id`, without the location" in " ".join(README.split())
+    assert "`project:job_id` (as `bq ls -j` and `bq show -j` print it; the location then comes from `location=`" in (
+        " ".join(README.split()))
     assert "(as `bq` prints it" not in README
 
 
@@ -137,7 +138,7 @@ def test_the_provider_description_says_a_clear_starts_a_new_job():
     assert "retried task reattaches" in description
     assert "cleared task reattaches" not in description and "or cleared" not in description
     assert "clearing a task or DAG run starts a new job" in description and "reattach_on_clear=True" in description
-    assert "a deliberate clear of the task or DAG run is a request to run again and gets a new job" in " ".join(
+    assert "a deliberate clear of *this* task instance is a request to run again and gets a new job" in " ".join(
         README.split()
     )
 
