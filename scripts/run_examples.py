@@ -272,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     unexpected = [i for i in new_in_second if i not in deleted_in_first]
 
     say("\n===== summary =====")
-    say(f"First run: {len(set(after_first) - at_start)} new job(s); the emulator holds {len(after_first)}.")
+    created_first = (set(after_first) | set(deleted_in_first)) - at_start
+    say(f"First run: {len(created_first)} new job(s), {len(set(deleted_in_first))} of them deleted again by its delete"
+        f" task; the emulator holds {len(after_first)}.")
     say(f"Second run: {len(unexpected)} new jobs (expected 0): the tasks reused the first run's jobs.")
     if recreated:
         say(f"  Also {len(recreated)} re-created on purpose: the first run deleted their metadata, and with it"
