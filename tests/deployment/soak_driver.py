@@ -99,7 +99,8 @@ class SoakDriver:
                 self.act()
                 next_action = time.monotonic() + self.rng.uniform(*self.gap_s)
             time.sleep(0.5)
-        if self.stall is not None:
+        if self.stall is not None:  # let the last stall run its full length (past the threshold)
+            time.sleep(max(0.0, self.stall.until - time.monotonic()))
             self.end_stall()
 
     def act(self) -> None:
