@@ -20,6 +20,11 @@ import pytest
 from tests.airflow_run import Run
 from tests.test_cancel_on_kill import polled, the_job, wait_until
 
+# ``supervise_task`` and the in-process execution API are Airflow 3.3's (3.0-3.2: ``supervise``).
+pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="Task SDK supervisor: Airflow 3 only")
+if not hasattr(__import__("airflow.sdk.execution_time.supervisor", fromlist=["x"]), "supervise_task"):
+    pytest.skip("supervise_task is Airflow 3.3's", allow_module_level=True)
+
 DAG_FILE = Path(__file__).parent / "supervised_dags" / "bqjobs_supervised.py"
 
 
