@@ -99,7 +99,8 @@ class SoakDriver:
                 self.act()
                 next_action = time.monotonic() + self.rng.uniform(*self.gap_s)
             time.sleep(0.5)
-        if self.stall is not None:
+        if self.stall is not None:  # let the last stall run its full length (past the threshold)
+            time.sleep(max(0.0, self.stall.until - time.monotonic()))
             self.end_stall()
 
     def act(self) -> None:
@@ -128,12 +129,12 @@ class SoakDriver:
     # -- snapshots ------------------------------------------------------------------------------
 
     def tis(self, states: tuple[str, ...] | None = None) -> list[dict]:
-        sql = ("SELECT ti.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number, dr.state "
+        sql = ("SELECT ti.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number, dr.state, ti.trigger_id "
                "FROM task_instance ti JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id "
                "WHERE ti.dag_id = %s")
         rows = self.dep.postgres.query(sql, (self.dag_id,))
         out = [{"run_id": r[0], "task_id": r[1], "map_index": r[2], "state": r[3], "try_number": r[4],
-                "run_state": r[5]} for r in rows]
+                "run_state": r[5], "trigger_id": r[6]} for r in rows]
         return [t for t in out if states is None or t["state"] in states]
 
     def jobs_of(self, key: TiKey) -> list[dict]:
@@ -175,7 +176,11 @@ class SoakDriver:
         moved = 0
         if stall.held:
             rows = self.dep.postgres.query("SELECT id, triggerer_id FROM trigger WHERE id = ANY(%s)", (list(stall.held),))
+            # Moved to another triggerer, or gone: a trigger row goes only once no task instance refers to
+            # it, i.e. its event was submitted (the stopped owner cannot) or its task was changed (the
+            # driver leaves a stalled triggerer's tasks alone), so gone means another triggerer ran it.
             moved = sum(1 for _, owner in rows if owner is not None and owner != stall.job_id)
+            moved += len(stall.held) - len(rows)
         blocked = ""
         if moved:
             self.counts["takeover"] += 1
@@ -224,8 +229,9 @@ class SoakDriver:
 
     def mark_failed(self) -> bool:
         now = self.dep.fake.clock.now()
+        stalled = self.stall.held if self.stall is not None else set()  # a stall's takeover count needs them
         deferred = [t for t in self.tis(("deferred",)) if (t["run_id"], t["task_id"], t["map_index"]) not in
-                    self.record.marked_failed]
+                    self.record.marked_failed and t["trigger_id"] not in stalled]
         self.rng.shuffle(deferred)
         for ti in deferred[:6]:
             key = (ti["run_id"], ti["task_id"], ti["map_index"])
