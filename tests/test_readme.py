@@ -147,7 +147,7 @@ def test_the_defaults_it_states_in_prose():
     from airflow_bqjobs.core.job_listing import DEFAULT_MAX_RESULTS
     from airflow_bqjobs.core.progress import DEFAULT_INTERVAL
 
-    assert "(10 s by default)" in README and parameters(operators_module.BigQuerySubmitJobOperator)[
+    assert "poll_interval=10" in README and parameters(operators_module.BigQuerySubmitJobOperator)[
         "poll_interval"].default == 10
     assert "max_results=50" in README and DEFAULT_MAX_RESULTS == 50
     assert "at most once a minute" in README and DEFAULT_INTERVAL == 60
