@@ -95,6 +95,13 @@ class CeleryDeployment:
             self.airflow.wait_for(ready, timeout, f"{name} to report ready", interval=1.0)
         return name
 
+    def worker_ready(self, name: str) -> bool:
+        """Celery logged ``ready.`` for this worker."""
+        try:
+            return " ready." in self.airflow.components[name].log_path.read_text(errors="replace")
+        except (KeyError, OSError):
+            return False
+
     def kill_worker(self, name: str) -> list[int]:
         """SIGKILL the worker's whole process tree at once (a lost machine: main, pool, task processes)."""
         self.workers.remove(name)

@@ -106,7 +106,7 @@ class SoakDriver:
     def act(self) -> None:
         kinds = list(ACTIONS)
         first = self.rng.choices(kinds, [ACTIONS[k] for k in kinds])[0]
-        rest = [k for k in kinds if k != first]
+        rest = [k for k in kinds if k not in (first, "kill_worker")]  # kills only when drawn: they always can
         self.rng.shuffle(rest)
         for kind in (first, *rest):  # an action whose precondition does not hold now gives way to another
             if getattr(self, kind)():
@@ -145,9 +145,10 @@ class SoakDriver:
     # -- actions --------------------------------------------------------------------------------
 
     def kill_worker(self) -> bool:
-        if not self.dep.workers:
-            return False
-        name = self.rng.choice(sorted(self.dep.workers))
+        ready = [w for w in sorted(self.dep.workers) if self.dep.worker_ready(w)]
+        if not ready:
+            return False  # the replacement of the last kill is still starting
+        name = self.rng.choice(ready)
         pids = self.dep.kill_worker(name)
         new = self.dep.start_worker(wait=False)  # the driver goes on while it starts (30 s on a loaded machine)
         self.event("kill_worker", f"SIGKILL {name} ({len(pids)} processes), started {new}")
