@@ -1,12 +1,12 @@
 """The cancel operator over real HTTP to the fake: bq cancel / --nosync, every job_id form, deferral."""
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs._compat import AirflowException
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.operators.cancel import BigQueryCancelJobOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred
 
 LONG = {"pending_s": 0, "running_s": 60}
 
