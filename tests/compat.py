@@ -35,7 +35,7 @@ import pytest
 from airflow import __version__ as _airflow_version
 from packaging.version import Version
 
-from airflow_bqjobs._compat import TRIGGER_ON_KILL
+from airflow_bqjobs._compat import TRIGGER_ON_KILL  # Airflow >= 3.3: the triggerer calls BaseTrigger.on_kill
 
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V3 = AIRFLOW_VERSION >= Version("3.0")
@@ -59,7 +59,7 @@ else:
     from airflow.serialization.serde import deserialize, serialize
 
 __all__ = [
-    "AIRFLOW_V3", "AIRFLOW_VERSION", "DAG", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
+    "AIRFLOW_V3", "AIRFLOW_VERSION", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
     "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
     "run_dag", "serialize", "task", "xcom_values", "xcoms",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compat import AIRFLOW_VERSION, dag_bag, run_dag
+from tests.compat import AIRFLOW_VERSION, dag_bag, register_dag, run_dag
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK_START_DATE = datetime(2026, 2, 1, tzinfo=timezone.utc)
@@ -60,7 +60,7 @@ def test_the_readme_quick_start_dag_file_runs_unchanged(airflow_db, fake_bq, tmp
 
     bag = dag_bag(dags, include_examples=False)
     assert bag.import_errors == {}
-    dag = bag.dags["daily_sales"]
+    dag = register_dag(bag.dags["daily_sales"])
     run = run_dag(dag, QUICK_START_DATE)
     assert run.state == "success"
     (job,) = fake_bq.jobs
