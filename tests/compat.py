@@ -10,6 +10,7 @@ Tests import Airflow names from ``airflow_bqjobs._compat`` or from here, never f
                                         ``dag.test`` needs it (3.1+); the ``register_dag`` fixture
 ``dag_bag(folder)``                     a ``DagBag`` of a folder
 ``xcoms(run)`` / ``xcom_values(run, task_id)``  the XComs a ``dag.test()`` run left in the DB
+``task_log_lines(capsys, caplog)``      what an operator logged, ``[level] message`` per line
 ``TriggerRunnerHarness``                Airflow's own ``TriggerRunner`` driving triggers, with a user
                                         action and a triggerer shutdown as each version sends them
 ``import_string``, ``serialize``, ``deserialize``, ``as_task_runner``  what the task runner and
@@ -61,7 +62,7 @@ else:
 __all__ = [
     "AIRFLOW_V3", "AIRFLOW_VERSION", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
     "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
-    "run_dag", "serialize", "task", "xcom_values", "xcoms",
+    "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms",
 ]
 
 
@@ -152,13 +153,28 @@ def xcoms(run) -> dict[tuple[str, int, str], Any]:
     model = _xcom_model()
     with create_session() as session:
         rows = session.scalars(select(model).where(model.dag_id == run.dag_id, model.run_id == run.run_id)).all()
-        return {(r.task_id, r.map_index, r.key): model.deserialize_value(r) for r in rows}
+        if AIRFLOW_V3:
+            return {(r.task_id, r.map_index, r.key): model.deserialize_value(r) for r in rows}
+        return {(r.task_id, r.map_index, r.key): r.value for r in rows}  # 2.11 deserialises on load
 
 
 def xcom_values(run, task_id: str, key: str = "return_value") -> list[Any]:
     """The ``key`` XComs one task of the run left, by map index (one item for an unmapped task)."""
     found = xcoms(run)
     return [found[k] for k in sorted(k for k in found if k[0] == task_id and k[2] == key)]
+
+
+# -- logs ------------------------------------------------------------------------------------------
+
+def task_log_lines(capsys, caplog) -> list[str]:
+    """What an operator logged in this test, one ``[level] message`` line each (``[warning`` etc.).
+
+    Airflow 3's task logger (structlog) prints to stdout (``capsys``); 2.11's is the logging module
+    (``caplog``). Request both fixtures and pass them."""
+    out = capsys.readouterr().out.splitlines()
+    if AIRFLOW_V3:
+        return out
+    return out + [f"[{r.levelname.lower()}] {r.getMessage()}" for r in caplog.records]
 
 
 # -- the triggerer ---------------------------------------------------------------------------------
