@@ -133,7 +133,7 @@ def register_dag(dag):
     else:
         from airflow.models.dagbag import sync_bag_to_db
     DagBundlesManager().sync_bundles_to_db()
-    bag = dag_bag(os.devnull, include_examples=False, collect_dags=False)
+    bag = dag_bag(os.devnull, collect_dags=False)
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
     return dag

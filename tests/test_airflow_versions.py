@@ -58,7 +58,7 @@ def test_the_readme_quick_start_dag_file_runs_unchanged(airflow_db, fake_bq, tmp
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps({"conn_type": "bigquery_jobs", "extra": extra}))
     fake_bq.add_rule(running_s=1.5)  # long enough for the deferrable task to really defer
 
-    bag = dag_bag(dags, include_examples=False)
+    bag = dag_bag(dags)
     assert bag.import_errors == {}
     dag = register_dag(bag.dags["daily_sales"])
     run = run_dag(dag, QUICK_START_DATE)
