@@ -169,11 +169,9 @@ def xcom_values(run, task_id: str, key: str = "return_value") -> list[Any]:
 def task_log_lines(capsys, caplog) -> list[str]:
     """What an operator logged in this test, one ``[level] message`` line each (``[warning`` etc.).
 
-    Airflow 3's task logger (structlog) prints to stdout (``capsys``); 2.11's is the logging module
-    (``caplog``). Request both fixtures and pass them."""
+    Airflow >= 3.1's task logger (structlog) prints to stdout (``capsys``); 2.11's and 3.0's go
+    through the logging module (``caplog``). Request both fixtures and pass them."""
     out = capsys.readouterr().out.splitlines()
-    if AIRFLOW_V3:
-        return out
     return out + [f"[{r.levelname.lower()}] {r.getMessage()}" for r in caplog.records]
 
 
