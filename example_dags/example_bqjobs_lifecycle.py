@@ -34,7 +34,8 @@ import re
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow import DAG
+from airflow.providers.common.compat.sdk import task  # airflow.sdk on 3.x, airflow.decorators on 2.11
 
 from airflow_bqjobs.operators import (
     BigQueryCancelJobOperator,

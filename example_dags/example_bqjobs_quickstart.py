@@ -8,7 +8,7 @@ second time reattaches to the jobs of the first run and creates none.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+from airflow import DAG
 
 from airflow_bqjobs.operators import BigQuerySubmitJobOperator
 

@@ -6,18 +6,43 @@
 #
 # Needs only Python 3.11 with venv/pip on a fresh machine. Quick (~0.1 s) when nothing changed.
 # Settings (environment):
-#   BQJOBS_VENV    venv directory (default: <repo>/.venv)
+#   BQJOBS_AIRFLOW Airflow minor to test against: 2.11, 3.0, 3.1, 3.2 or 3.3 (default 3.3). Each has
+#                  its own lock (requirements/lock-py311.txt for 3.3, else lock-py311-airflowX.Y.txt)
+#                  and its own venv (.venv for 3.3, else .venv-afX.Y); scripts/lock.sh makes the locks.
+#   BQJOBS_VENV    venv directory (default: from BQJOBS_AIRFLOW, see above)
 #   BQJOBS_PYTHON  interpreter that creates a new venv (default: python3.11, else python3)
-#   BQJOBS_LOCK    lock file (default: requirements/lock-py311.txt)
+#   BQJOBS_LOCK    lock file (default: from BQJOBS_AIRFLOW, see above)
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV_DIR="${BQJOBS_VENV:-$REPO_ROOT/.venv}"
-LOCK_FILE="${BQJOBS_LOCK:-$REPO_ROOT/requirements/lock-py311.txt}"
 UV_PIN="uv==0.13.9"
 LOCK_PYTHON="3.11"
+# Supported Airflow minors, oldest first; the last is the default.
+BQJOBS_AIRFLOW_VERSIONS=(2.11 3.0 3.1 3.2 3.3)
+BQJOBS_AIRFLOW_DEFAULT="3.3"
 
 _venv_log() { printf '[venv] %s\n' "$*" >&2; }
 _venv_die() { printf '[venv] ERROR: %s\n' "$*" >&2; exit 1; }
+
+bqjobs_lock_for() {  # VERSION -> lock path relative to the repo
+    if [[ "$1" == "$BQJOBS_AIRFLOW_DEFAULT" ]]; then
+        echo "requirements/lock-py311.txt"
+    else
+        echo "requirements/lock-py311-airflow$1.txt"
+    fi
+}
+
+export BQJOBS_AIRFLOW="${BQJOBS_AIRFLOW:-$BQJOBS_AIRFLOW_DEFAULT}"  # tests check they run on it
+case " ${BQJOBS_AIRFLOW_VERSIONS[*]} " in
+    *" $BQJOBS_AIRFLOW "*) ;;
+    *) _venv_die "BQJOBS_AIRFLOW=$BQJOBS_AIRFLOW is not a supported Airflow minor (${BQJOBS_AIRFLOW_VERSIONS[*]})" ;;
+esac
+if [[ "$BQJOBS_AIRFLOW" == "$BQJOBS_AIRFLOW_DEFAULT" ]]; then
+    _default_venv="$REPO_ROOT/.venv"
+else
+    _default_venv="$REPO_ROOT/.venv-af$BQJOBS_AIRFLOW"
+fi
+VENV_DIR="${BQJOBS_VENV:-$_default_venv}"
+LOCK_FILE="${BQJOBS_LOCK:-$REPO_ROOT/$(bqjobs_lock_for "$BQJOBS_AIRFLOW")}"
 
 _venv_pick_python() {
     if [[ -n "${BQJOBS_PYTHON:-}" ]]; then

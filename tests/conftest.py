@@ -89,21 +89,12 @@ def register_dag(airflow_db):
 
     Airflow 3.3's ``dag.test()`` refuses a DAG that is not serialized ("the dag is not serialized");
     DAG files in example_dags/ are found through the dags-folder bundle and need nothing. Note that
-    ``dag.test()`` names the run after ``run_after`` (default: now): pass ``run_after=`` as well as
-    ``logical_date=`` to run the same run ID twice.
+    ``dag.test()`` names the run after ``run_after`` (default: now): run it with
+    ``tests.compat.run_dag(dag, date)`` to run the same run ID twice, on every Airflow version.
     """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from tests.compat import register_dag
 
-    DagBundlesManager().sync_bundles_to_db()
-
-    def register(dag):
-        bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        return dag
-
-    return register
+    return register_dag
 
 
 @pytest.fixture

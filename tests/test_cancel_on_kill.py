@@ -1,9 +1,10 @@
 """Cancel on kill and on timeout, and never on a triggerer restart.
 
 Deferred tasks run their trigger through Airflow's own ``TriggerRunner.run_trigger`` (the coroutine
-the triggerer process runs for every trigger): a user action reaches it as Airflow 3.3 sends it (the
-trigger task cancelled with the user-action message, then ``on_kill``), a triggerer shutdown as a
-plain cancel. Timeouts run in real ``dag.test()`` runs where they can.
+the triggerer process runs for every trigger, via ``tests.compat.TriggerRunnerHarness``): a user
+action reaches it as this Airflow sends it (3.3: the trigger task cancelled with the user-action
+message, then ``on_kill``; older: a plain cancel, the task no longer deferred), a triggerer shutdown
+as a plain cancel. Timeouts run in real ``dag.test()`` runs where they can.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs._compat import AirflowException
 from airflow_bqjobs.core.errors import JobFailed
@@ -23,6 +23,7 @@ from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred, TriggerRunnerHarness, as_task_runner, run_dag
 
 # The user's own jobTimeoutMs (10 min) keeps BigQuery's server-side stop out of the way, so a stopped
 # job here can only have been stopped by our cancel.
@@ -73,33 +74,6 @@ async def async_wait_until(predicate, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Triggerer:
-    """Airflow's TriggerRunner driving triggers in this event loop, as the triggerer process does."""
-
-    def __init__(self):
-        from airflow.jobs.triggerer_job_runner import TriggerRunner
-
-        self.runner = TriggerRunner()
-
-    def start(self, trigger, trigger_id: int) -> asyncio.Task:
-        self.runner.triggers[trigger_id] = {"name": f"test-trigger-{trigger_id}", "events": 0, "is_watcher": False}
-        task = asyncio.create_task(self.runner.run_trigger(trigger_id, trigger))
-        self.runner.triggers[trigger_id]["task"] = task
-        return task
-
-    async def user_action(self, trigger_id: int) -> None:
-        """What Airflow 3.3 does when a user marks the deferred task failed/success or clears it."""
-        self.runner.to_cancel.append(trigger_id)
-        await self.runner.cancel_triggers()
-        await _finished(self.runner.triggers[trigger_id]["task"])
-
-    async def shut_down(self, trigger_id: int) -> None:
-        """A triggerer stopping (restart, redeploy): its trigger tasks are cancelled without a message."""
-        task = self.runner.triggers[trigger_id]["task"]
-        task.cancel()
-        await _finished(task)
-
-
 async def _finished(task: asyncio.Task) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -112,9 +86,8 @@ def polled(fake_bq, job_id):
 
 def deferred_in_a_real_run(register_dag, dag_id, **kw):
     """A DAG run in the metadata DB whose ``query`` try deferred; returns (run, operator, context)."""
-    from airflow.sdk import DAG
-
     from tests.airflow_run import Run
+    from tests.compat import DAG
 
     with DAG(dag_id, schedule=None, start_date=D, catchup=False) as dag:
         op = submit(**kw)
@@ -125,13 +98,13 @@ def deferred_in_a_real_run(register_dag, dag_id, **kw):
     return run, op, context
 
 
-async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_bq, register_dag):
+async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_bq, register_dag, monkeypatch):
     run, op, context = deferred_in_a_real_run(register_dag, "kill_user_deferred")
     _, deferred = defer(op, context)
     job_id = the_job(fake_bq)["job_id"]
     trigger = rebuild_trigger(deferred.trigger)
     trigger.task_instance = run.task_instance("query")
-    triggerer = Triggerer()
+    triggerer = TriggerRunnerHarness(monkeypatch)
     triggerer.start(trigger, 1)
     await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
     assert the_job(fake_bq)["state"] == "RUNNING"
@@ -142,17 +115,18 @@ async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_
     job = await async_wait_until(lambda: (j := the_job(fake_bq))["state"] == "DONE" and j, what="the job to stop")
     assert time.monotonic() - killed < 5
     assert job["error_result"]["reason"] == "stopped" and job["cancel_requested"]
-    assert len(fake_bq.calls_for("cancel")) == 1  # on_kill only: the pre-3.3 fallback stays out of the way
-    assert not triggerer.runner.events
+    # One cancel: on 3.3 on_kill's (the pre-3.3 fallback stays out of the way), before it the fallback's.
+    assert len(fake_bq.calls_for("cancel")) == 1
+    assert not triggerer.events
 
 
-async def test_triggerer_restart_leaves_the_job_running_and_the_rebuilt_trigger_awaits_it(fake_bq):
+async def test_triggerer_restart_leaves_the_job_running_and_the_rebuilt_trigger_awaits_it(fake_bq, monkeypatch):
     fake_bq.add_rule(running_s=3)
     op = submit()
     context, deferred = defer(op)
     job_id = the_job(fake_bq)["job_id"]
     old = rebuild_trigger(deferred.trigger)
-    triggerer = Triggerer()
+    triggerer = TriggerRunnerHarness(monkeypatch)
     triggerer.start(old, 1)
     await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
 
@@ -162,10 +136,10 @@ async def test_triggerer_restart_leaves_the_job_running_and_the_rebuilt_trigger_
     assert the_job(fake_bq)["state"] == "RUNNING" and not the_job(fake_bq)["cancel_requested"]
     assert fake_bq.calls_for("cancel") == []
 
-    new_triggerer = Triggerer()  # the next triggerer rebuilds the trigger from the DB's kwargs
+    new_triggerer = TriggerRunnerHarness(monkeypatch)  # the next triggerer rebuilds the trigger from the DB's kwargs
     task = new_triggerer.start(rebuild_trigger(old), 2)
     await asyncio.wait_for(task, 15)
-    ((_, event),) = [(e.trigger_id, e.event) for e in new_triggerer.runner.events]
+    ((_, event),) = new_triggerer.events
     assert event.payload["status"] == "done" and event.payload["error_result"] is None
     result = await asyncio.to_thread(op.execute_complete, context, event.payload)
     assert result["jobId"] == job_id
@@ -201,18 +175,18 @@ def test_server_side_job_timeout_comes_from_execution_timeout_unless_set(fake_bq
     assert timeouts == ["300000", "600000", None]
 
 
-async def test_cancel_on_kill_false_leaves_the_job_running_on_kill_and_deadline(fake_bq):
+async def test_cancel_on_kill_false_leaves_the_job_running_on_kill_and_deadline(fake_bq, monkeypatch):
     op = submit(cancel_on_kill=False, execution_timeout=timedelta(seconds=1))
     _, deferred = defer(op)
     job_id = the_job(fake_bq)["job_id"]
-    triggerer = Triggerer()
+    triggerer = TriggerRunnerHarness(monkeypatch)
     triggerer.start(rebuild_trigger(deferred.trigger), 1)
     await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
     await triggerer.user_action(1)
 
     deadline_task = triggerer.start(rebuild_trigger(deferred.trigger), 2)
     await asyncio.wait_for(deadline_task, 10)
-    ((_, event),) = [(e.trigger_id, e.event) for e in triggerer.runner.events]
+    ((_, event),) = triggerer.events
     assert event.payload["status"] == "timeout" and "cancellation" not in event.payload["message"]
 
     sync = submit(task_id="sync", deferrable=False, cancel_on_kill=False)
@@ -234,7 +208,7 @@ def test_sync_on_kill_cancels_the_job_the_worker_waits_for(fake_bq, monkeypatch)
 
     def run():
         try:
-            op.execute(make_context(op))
+            as_task_runner(op, lambda: op.execute(make_context(op)))  # as the runner calls it (2.11 checks)
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
             failure.append(exc)
 
@@ -315,14 +289,16 @@ async def test_pre_3_3_fallback_cancels_when_stopped_after_its_deadline(fake_bq,
 def test_dag_test_execution_timeouts_cancel_the_job_sync_and_deferred(fake_bq, register_dag):
     """execution_timeout in a real run: sync, Airflow's timeout calls on_kill; deferred, our trigger's
     deadline does it (dag.test runs the trigger in line and ignores Airflow's deferral timeout)."""
-    from airflow.sdk import DAG
+    from tests.compat import DAG
 
-    with DAG("bqjobs_kill_timeouts", schedule=None) as dag:
-        submit(task_id="sync_wait", deferrable=False, execution_timeout=timedelta(seconds=3))
-        submit(task_id="deferred_wait", deferrable=True, execution_timeout=timedelta(seconds=3))
+    with DAG("bqjobs_kill_timeouts", schedule=None, start_date=D) as dag:
+        deferred = submit(task_id="deferred_wait", deferrable=True, execution_timeout=timedelta(seconds=3))
+        # After the deferred task: on 2.11 the sync task's timeout ends dag.test() (see run_dag).
+        deferred >> submit(task_id="sync_wait", deferrable=False, execution_timeout=timedelta(seconds=3),
+                           trigger_rule="all_done")
     register_dag(dag)
     started = time.monotonic()
-    run = dag.test(logical_date=D, run_after=D)
+    run = run_dag(dag, D)
     assert time.monotonic() - started < 60
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {"sync_wait": "failed", "deferred_wait": "failed"}

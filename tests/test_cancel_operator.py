@@ -1,12 +1,12 @@
 """The cancel operator over real HTTP to the fake: bq cancel / --nosync, every job_id form, deferral."""
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs._compat import AirflowException
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.operators.cancel import BigQueryCancelJobOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred, task_log_lines
 
 LONG = {"pending_s": 0, "running_s": 60}
 
@@ -47,28 +47,28 @@ def test_cancels_a_running_job_and_waits_until_it_is_stopped(fake_bq, bq_client)
     assert len(fake_bq.calls_for("cancel")) == 1
 
 
-def test_nosync_returns_cancel_pending_at_once(fake_bq, bq_client, capsys):
+def test_nosync_returns_cancel_pending_at_once(fake_bq, bq_client, capsys, caplog):
     start(fake_bq, bq_client, "victim", **LONG, cancel_s=30)
     op = cancel("victim", wait=False)
     [entry] = op.execute(make_context(op))
     assert (entry["outcome"], entry["state"]) == ("cancel_pending", "RUNNING")
     assert fake_bq.job("victim")["cancel_requested"] and fake_bq.job("victim")["state"] == "RUNNING"
     assert len(fake_bq.calls_for("get")) == 1  # no waiting
-    assert "cancellation pending" in capsys.readouterr().out
+    assert any("cancellation pending" in line for line in task_log_lines(capsys, caplog))
 
 
 @pytest.mark.parametrize(
     "behaviour, outcome, reason",
     [({}, "succeeded", None), ({"error": {"reason": "invalid", "message": "Syntax error"}}, "failed", "invalid")],
 )
-def test_done_job_is_a_noop_that_says_so(fake_bq, bq_client, capsys, behaviour, outcome, reason):
+def test_done_job_is_a_noop_that_says_so(fake_bq, bq_client, capsys, caplog, behaviour, outcome, reason):
     start(fake_bq, bq_client, "finished", pending_s=0, running_s=0, **behaviour)
     op = cancel("finished")
     [entry] = op.execute(make_context(op))
     assert entry["outcome"] == outcome
     assert (entry["error_result"] or {}).get("reason") == reason
     assert fake_bq.calls_for("cancel") == []
-    assert "already DONE" in capsys.readouterr().out
+    assert any("already DONE" in line for line in task_log_lines(capsys, caplog))
 
 
 @pytest.mark.parametrize(

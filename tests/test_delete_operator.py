@@ -3,7 +3,6 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from google.cloud import bigquery
 
 from airflow_bqjobs._compat import AirflowException
@@ -11,6 +10,7 @@ from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.core.labels import airflow_labels
 from airflow_bqjobs.operators.delete import BigQueryDeleteJobMetadataOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred, run_dag
 
 DONE_NOW = {"pending_s": 0, "running_s": 0}
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"  # make_context's default run
@@ -236,16 +236,12 @@ DAG_ID = "bqjobs_manage_jobs"
 
 def test_dag_cancel_delete_list_and_sensor_with_real_deferral(fake_bq, bq_client, register_dag, monkeypatch):
     """One real `dag.test()` run for the four operator families (triggers run in line, as in the triggerer)."""
-    from airflow.models.xcom import XComModel
-    from airflow.sdk import DAG
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
     from airflow_bqjobs.operators.cancel import BigQueryCancelJobOperator
     from airflow_bqjobs.operators.list import BigQueryListJobsOperator
     from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
     from airflow_bqjobs.sensors.job import BigQueryJobSensor
     from airflow_bqjobs.triggers.job import BigQueryJobTrigger
+    from tests.compat import DAG, xcoms
 
     fake_bq.add_rule(job_id="^victim$", pending_s=0, running_s=60, cancel_s=1.0)
     fake_bq.add_rule(job_id="^theirs$", pending_s=0, running_s=60, user_email="other-team@example.com")
@@ -276,7 +272,7 @@ def test_dag_cancel_delete_list_and_sensor_with_real_deferral(fake_bq, bq_client
         single = BigQuerySubmitJobOperator(task_id="single", configuration=query("SELECT 'c'"), **common)
         listed = BigQueryListJobsOperator(
             task_id="list", project_id="test-project", labels={"airflow-dag": DAG_ID},
-            min_creation_time="{{ dag_run.run_after }}", state_filter="done",
+            min_creation_time="{{ dag_run.start_date }}", state_filter="done",
         )
         cancel = BigQueryCancelJobOperator(
             task_id="cancel", job_id=[single.output, "test-project:US.victim"], deferrable=True, **common
@@ -291,13 +287,11 @@ def test_dag_cancel_delete_list_and_sensor_with_real_deferral(fake_bq, bq_client
         [listed, cancel] >> purge
         cancel >> sense
     register_dag(dag)
-    run = dag.test(logical_date=day, run_after=day)
+    run = run_dag(dag, day)
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"}, states
-    with create_session() as session:
-        rows = session.scalars(select(XComModel).where(XComModel.run_id == run.run_id, XComModel.dag_id == DAG_ID)).all()
-        xcom = {(r.task_id, r.map_index, r.key): XComModel.deserialize_value(r) for r in rows}
+    xcom = xcoms(run)
 
     single_id = xcom[("single", -1, "return_value")]["jobId"]
     mapped_ids = {xcom[("mapped", i, "return_value")]["jobId"] for i in (0, 1)}

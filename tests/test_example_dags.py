@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.compat import dag_bag, run_dag, xcom_values
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
 LOGICAL_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture
 def example_dags(airflow_db, fake_bq, monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag
-
     extra = {"project": "test-project", "emulator_host": fake_bq.url}
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps({"conn_type": "bigquery_jobs", "extra": extra}))
-    bag = DagBag(dag_folder=str(EXAMPLES))
+    bag = dag_bag(EXAMPLES)
     assert bag.import_errors == {}
     return bag.dags
 
@@ -41,7 +41,7 @@ def triggered_jobs(monkeypatch):
 def test_quickstart_defers_succeeds_and_reruns_without_new_jobs(example_dags, fake_bq, triggered_jobs):
     fake_bq.add_rule(running_s=1.5)  # long enough for the deferrable tasks to really defer
     dag = example_dags["example_bqjobs_quickstart"]
-    run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    run = run_dag(dag, LOGICAL_DATE)
     assert run.state == "success"
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"} and len(states) == 4
@@ -54,19 +54,14 @@ def test_quickstart_defers_succeeds_and_reruns_without_new_jobs(example_dags, fa
     regions = [j for j in fake_bq.jobs if j["labels"]["airflow-task"] == "per_region"]
     assert len(regions) == 2 and all(j["labels"]["run"] == j["labels"]["airflow-run"] for j in regions)
 
-    again = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    again = run_dag(dag, LOGICAL_DATE)
     assert again.state == "success"
     assert fake_bq.count_jobs() == 4 and len(fake_bq.calls_for("insert")) == 4
 
 
 def _return_values(run, task_id):
     """The return value (XCom) a task of this DAG run left in Airflow's metadata DB."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(run_id=run.run_id, key="return_value", dag_ids=run.dag_id, task_ids=[task_id])
-        return [XComModel.deserialize_value(x) for x in session.scalars(query)]
+    return xcom_values(run, task_id)
 
 
 def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_bq, triggered_jobs, monkeypatch):
@@ -76,7 +71,7 @@ def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_b
     fake_bq.add_rule(job_id="runaway", running_s=60)  # still running when the cancel comes
     fake_bq.add_rule(job_id="report", running_s=10)  # still running when the sensor starts: it defers
     dag = example_dags["example_bqjobs_lifecycle"]
-    run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    run = run_dag(dag, LOGICAL_DATE)
     assert run.state == "success"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"} and len(states) == 9, states
@@ -111,7 +106,7 @@ def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_b
     # The same DAG run again: everything reattaches, except the job whose metadata was deleted
     # (that erased its exactly-once record): the other team's runaway job is inserted once more.
     inserted = len(fake_bq.calls_for("insert", status=200))
-    again = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    again = run_dag(dag, LOGICAL_DATE)
     assert again.state == "success"
     assert [c["job_id"] for c in fake_bq.calls_for("insert", status=200)[inserted:]] == [runaway]
     assert len(fake_bq.calls_for("upload")) == 1 and fake_bq.count_jobs() == 4

@@ -6,7 +6,6 @@ import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
 from airflow_bqjobs.core.job_ref import JobRef
@@ -14,6 +13,7 @@ from airflow_bqjobs.core.rerun import deep_merge, parse_source_job, rerun_config
 from airflow_bqjobs.operators.rerun import BigQueryRerunJobOperator
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred, run_dag
 
 D = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -216,7 +216,7 @@ def test_bad_or_missing_source_fails_before_any_insert(emulator, fake_bq):
 
 
 def test_dag_reruns_a_submit_from_its_output_and_its_rendered_xcom(emulator, fake_bq, register_dag):
-    from airflow.sdk import DAG
+    from tests.compat import DAG
 
     with DAG("bqjobs_rerun", schedule=None) as dag:
         source = submit_op(deferrable=True)
@@ -225,10 +225,10 @@ def test_dag_reruns_a_submit_from_its_output_and_its_rendered_xcom(emulator, fak
                  configuration_overrides='{"query": {"query": "SELECT {{ 40 + 2 }}"}}') << source
     register_dag(dag)
     fake_bq.add_rule(running_s=1.0)
-    run = dag.test(logical_date=D, run_after=D)
+    run = run_dag(dag, D)
     assert {ti.task_id: ti.state for ti in run.get_task_instances()} == dict.fromkeys(
         ("submit", "rerun_output", "rerun_templated"), "success")
     queries = sorted((j["labels"]["airflow-task"], j["query"]) for j in fake_bq.jobs)
     assert queries == [("rerun_output", "SELECT 1 AS x"), ("rerun_templated", "SELECT 42"), ("submit", "SELECT 1 AS x")]
-    again = dag.test(logical_date=D, run_after=D)
+    again = run_dag(dag, D)
     assert again.state == "success" and fake_bq.count_jobs() == 3 and len(fake_bq.calls_for("insert")) == 3

@@ -4,12 +4,12 @@ import asyncio
 import time
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs._compat import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.sensors.job import BigQueryJobSensor
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred
 
 REF = {"projectId": "test-project", "location": "US", "jobId": "theirs"}
 

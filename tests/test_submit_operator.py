@@ -1,12 +1,12 @@
 """The submit operator end to end over real HTTP: sync and deferrable paths, retries, clears, races."""
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers.job import BigQueryJobTrigger
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred, task_log_lines
 
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 
@@ -53,11 +53,11 @@ def test_failed_job_fails_with_bigquerys_reason(fake_bq):
         op.execute(make_context(op))
 
 
-def test_non_fatal_errors_are_warnings(fake_bq, capsys):
+def test_non_fatal_errors_are_warnings(fake_bq, capsys, caplog):
     fake_bq.add_rule(errors=[{"reason": "invalid", "message": "row 7 skipped"}])
     op = submit()
     op.execute(make_context(op))
-    warnings = [line for line in capsys.readouterr().out.splitlines() if "[warning" in line]
+    warnings = [line for line in task_log_lines(capsys, caplog) if "[warning" in line]
     assert any("non-fatal error" in line and "row 7 skipped" in line for line in warnings)
 
 
@@ -173,7 +173,7 @@ def test_templated_configuration_from_files(fake_bq, tmp_path):
     """A .json file is the whole configuration; a .sql string inside a dict configuration is read as a file."""
     (tmp_path / "q.sql").write_text("SELECT '{{ params.x }}'")
     (tmp_path / "job.json").write_text('{"query": {"query": "SELECT \'{{ params.x }}\'", "useLegacySql": false}}')
-    from airflow.sdk import DAG
+    from tests.compat import DAG
 
     with DAG("templated", schedule=None, template_searchpath=[str(tmp_path)], params={"x": "hello"}):
         from_json = submit(task_id="from_json", configuration="job.json")

@@ -7,11 +7,11 @@ import os
 from datetime import datetime, timezone
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from tests.airflow_context import first_event, make_context, rebuild_trigger
+from tests.compat import TaskDeferred, run_dag
 
 TABLE = {"datasetId": "staging", "tableId": "events"}
 LOAD = {"load": {"destinationTable": TABLE, "sourceFormat": "NEWLINE_DELIMITED_JSON", "writeDisposition": "WRITE_APPEND"}}
@@ -180,18 +180,18 @@ def test_bad_input_fails_before_anything_is_sent(fake_bq, rows, tmp_path, config
 def test_dag_run_with_a_templated_json_path_uploads_once(fake_bq, rows, register_dag):
     """source_file is templated but never read as a template file, even ending in .json (in
     template_ext); a second run of the same DAG run inserts and uploads nothing."""
-    from airflow.sdk import DAG
+    from tests.compat import DAG
 
     fake_bq.add_rule(running_s=1.0)
     with DAG("bqjobs_upload", schedule=None, params={"name": "rows"}, template_searchpath=[str(rows.parent)]) as dag:
         upload(str(rows.parent / "{{ params.name }}.json"), deferrable=True, retries=0)
         upload(str(rows), task_id="plain_path", retries=0)  # a file in the template search path
     register_dag(dag)
-    run = dag.test(logical_date=D, run_after=D)
+    run = run_dag(dag, D)
     assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"upload": "success", "plain_path": "success"}
     assert fake_bq.count_jobs() == 2
     for job in fake_bq.jobs:
         assert fake_bq.uploaded_bytes(job["job_id"]) == rows.read_bytes()
-    again = dag.test(logical_date=D, run_after=D)
+    again = run_dag(dag, D)
     assert again.state == "success"
     assert fake_bq.count_jobs() == 2 and len(fake_bq.calls_for("upload")) == 2

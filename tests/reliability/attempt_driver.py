@@ -28,11 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Mapping
 
-from airflow.sdk._shared.module_loading import import_string
-from airflow.sdk.bases.operator import ExecutorSafeguard
-from airflow.sdk.exceptions import TaskDeferred
-from airflow.sdk.serde import deserialize, serialize
-
+from tests.compat import TaskDeferred, as_task_runner, deserialize, import_string, serialize
 from tests.reliability.crash_points import (
     AttemptKilled,
     Point,
@@ -116,13 +112,6 @@ class _Deferral:
     next_kwargs: Any
 
 
-def _run_in_task_runner(operator, func: Callable[[], Any]) -> Any:
-    """Call ``func`` as the task runner calls execute: inside the ExecutorSafeguard's context."""
-    ctx = contextvars.copy_context()
-    ctx.run(ExecutorSafeguard.tracker.set, operator)
-    return ctx.run(func)
-
-
 def _execute(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Probe,
              resume: _Deferral | None = None, event: Any = None) -> Any:
     """One worker process's part of a try: ``execute``, or ``execute_complete`` after a deferral."""
@@ -137,10 +126,10 @@ def _execute(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe: Pr
     operator.render_template_fields(context)
     try:
         if resume is None:
-            return _run_in_task_runner(operator, lambda: operator.execute(context))
+            return as_task_runner(operator, lambda: operator.execute(context))
         next_kwargs = deserialize(resume.next_kwargs)
         next_kwargs["event"] = event
-        return _run_in_task_runner(
+        return as_task_runner(
             operator, lambda: operator.resume_execution(resume.method_name, next_kwargs, context))
     except TaskDeferred as deferred:
         classpath, trigger_kwargs = deferred.trigger.serialize()

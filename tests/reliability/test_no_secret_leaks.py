@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from airflow_bqjobs.core.errors import InvalidJobInput, JobFailed
+from tests.compat import run_dag
 from tests.emulator import fast_retries
 from tests.reliability.attempt_driver import FAILED, SUCCESS, first_event_of, run_attempt, run_task_instance
 from tests.reliability.audit import audit_task_run, base_job_id, jobs_of
@@ -192,9 +193,8 @@ def test_a_real_dag_run_leaks_nothing_to_task_logs_xcom_or_the_metadata_db(
         keyed_fake, account, token_endpoint, register_dag, caplog, capfd):
     """dag.test(): a sync and a deferrable task succeed after a failed first job, a third task fails
     for good; Airflow's task logs, its XCom table and its whole metadata DB are searched."""
-    from airflow.sdk import DAG
-
     from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
+    from tests.compat import DAG
 
     common = {"gcp_conn_id": DICT_CONN, "project_id": "test-project", "poll_interval": 0.05,
               "retry_delay": timedelta(0)}
@@ -207,7 +207,7 @@ def test_a_real_dag_run_leaks_nothing_to_task_logs_xcom_or_the_metadata_db(
     keyed_fake.add_rule(job_id="_(sync|deferrable|doomed)_", times=3,
                         error={"reason": "invalidQuery", "message": "Syntax error at [1:1]"})
 
-    dag_run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    dag_run = run_dag(dag, LOGICAL_DATE)
 
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     assert states == {"sync": "success", "deferrable": "success", "doomed": "failed"}

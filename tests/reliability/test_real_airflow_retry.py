@@ -10,6 +10,7 @@ job ID, as the driver's context for that try.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +18,7 @@ from airflow_bqjobs.context import run_identity
 from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
+from tests.compat import run_dag, xcoms
 from tests.reliability.attempt_driver import SUCCESS, run_attempt
 from tests.reliability.audit import base_job_id, jobs_of, reference, succeeded
 from tests.reliability.crash_points import Probe
@@ -52,7 +54,7 @@ def crash_after_first_insert(monkeypatch):
 
 
 def build_dag(seen: list):
-    from airflow.sdk import DAG
+    from tests.compat import DAG
 
     def record_context(context):
         ti = context["ti"]
@@ -70,20 +72,14 @@ def build_dag(seen: list):
 
 
 def xcoms_of(run_id: str) -> dict[tuple[str, int, str], object]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == run_id))
-        return {(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows}
+    return xcoms(SimpleNamespace(dag_id=DAG_ID, run_id=run_id))
 
 
 def test_airflow_retries_a_try_killed_after_insert_onto_its_job(emulator, register_dag, crash_after_first_insert):
     seen: list[dict] = []
     dag = register_dag(build_dag(seen))
 
-    dag_run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    dag_run = run_dag(dag, LOGICAL_DATE)
 
     assert str(dag_run.state) == "success"
     instances = [(task_id, m) for task_id in TASKS for m in range(len(CONFIGS))]

@@ -18,7 +18,7 @@ import json
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG
+from airflow import DAG
 
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 

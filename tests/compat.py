@@ -1,0 +1,249 @@
+"""What differs between the supported Airflow versions (2.11, 3.0, 3.1, 3.2, 3.3), for tests only.
+
+Tests import Airflow names from ``airflow_bqjobs._compat`` or from here, never from ``airflow.sdk``
+(2.11 has none), and use these helpers where the versions differ:
+
+======================================  ===========================================================
+``DAG``, ``task``, ``TaskDeferred``     the DAG class, the ``@task`` decorator, the deferral exception
+``run_dag(dag, date)``                  ``dag.test()`` for one logical date (also the run's ID date)
+``register_dag(dag)``                   write a DAG built in a test to the metadata DB where
+                                        ``dag.test`` needs it (3.1+); the ``register_dag`` fixture
+``dag_bag(folder)``                     a ``DagBag`` of a folder
+``xcoms(run)`` / ``xcom_values(run, task_id)``  the XComs a ``dag.test()`` run left in the DB
+``task_log_lines(capsys, caplog)``      what an operator logged, ``[level] message`` per line
+``TriggerRunnerHarness``                Airflow's own ``TriggerRunner`` driving triggers, with a user
+                                        action and a triggerer shutdown as each version sends them
+``import_string``, ``serialize``, ``deserialize``, ``as_task_runner``  what the task runner and
+                                        triggerer use to store and rebuild triggers and call execute
+``requires_airflow("3.3", why)``        a skip marker for a feature an older Airflow does not have
+======================================  ===========================================================
+
+A skip is only for a feature the version lacks, and says which and why, e.g.
+``@requires_airflow("3.3", "Airflow < 3.3 has no trigger on_kill")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import os
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import pytest
+from airflow import __version__ as _airflow_version
+from packaging.version import Version
+
+from airflow_bqjobs._compat import TRIGGER_ON_KILL  # Airflow >= 3.3: the triggerer calls BaseTrigger.on_kill
+
+AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+AIRFLOW_V3 = AIRFLOW_VERSION >= Version("3.0")
+
+
+def airflow_at_least(version: str) -> bool:
+    return AIRFLOW_VERSION >= Version(version)
+
+
+def requires_airflow(version: str, why: str):
+    """Skip marker: the test needs a feature Airflow ``version`` introduced; ``why`` names it."""
+    return pytest.mark.skipif(not airflow_at_least(version), reason=f"needs Airflow >= {version}: {why}")
+
+
+# The names tests need, wherever this Airflow keeps them (common-compat maps them per version).
+from airflow.providers.common.compat.sdk import DAG, TaskDeferred, task  # noqa: E402
+
+if AIRFLOW_VERSION >= Version("3.2"):
+    from airflow.sdk.serde import deserialize, serialize
+else:
+    from airflow.serialization.serde import deserialize, serialize
+
+__all__ = [
+    "AIRFLOW_V3", "AIRFLOW_VERSION", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
+    "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
+    "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms",
+]
+
+
+def import_string(path: str):
+    """``pkg.module.Name`` -> the object, as the triggerer imports a trigger's classpath."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def as_task_runner(operator, func: Callable[[], Any]) -> Any:
+    """Call ``func`` (e.g. ``lambda: op.execute(context)``) as Airflow's task runner calls execute,
+    so the ExecutorSafeguard ("cannot be called outside TaskInstance") sees its own caller."""
+    if AIRFLOW_V3:
+        from airflow.sdk.bases.operator import ExecutorSafeguard
+
+        ctx = contextvars.copy_context()
+        ctx.run(ExecutorSafeguard.tracker.set, operator)
+        return ctx.run(func)
+    from airflow.models.base import _sentinel
+    from airflow.models.baseoperator import ExecutorSafeguard
+
+    callers = getattr(ExecutorSafeguard._sentinel, "callers", None)
+    if callers is None:
+        callers = ExecutorSafeguard._sentinel.callers = {}
+    callers[f"{type(operator).__name__}__sentinel"] = _sentinel
+    return func()
+
+
+# -- DAG runs --------------------------------------------------------------------------------------
+
+def run_dag(dag, logical_date: datetime, **kwargs):
+    """``dag.test()`` for ``logical_date``; the run ID depends only on it, so a second call with the same
+    date reruns the same DAG run (Airflow 3 names the run after ``run_after``, 2.11 after the date).
+
+    2.11: a task's ``AirflowTaskTimeout`` (a ``BaseException`` there) escapes ``dag.test()`` after Airflow
+    failed the task and called its ``on_kill``, ending the run early; the run is returned as it stands,
+    so put a task that times out last."""
+    if AIRFLOW_V3:
+        return dag.test(logical_date=logical_date, run_after=logical_date, **kwargs)
+    from airflow.exceptions import AirflowTaskTimeout
+    from airflow.models.dagrun import DagRun
+
+    try:
+        return dag.test(execution_date=logical_date, **kwargs)
+    except AirflowTaskTimeout:
+        (run,) = DagRun.find(dag_id=dag.dag_id, execution_date=logical_date)
+        return run
+
+
+def dag_bag(folder: str | os.PathLike | None = None, **kwargs):
+    if AIRFLOW_VERSION >= Version("3.2"):
+        from airflow.dag_processing.dagbag import DagBag
+    else:
+        from airflow.models.dagbag import DagBag
+    return DagBag(dag_folder=None if folder is None else str(folder), **kwargs)
+
+
+def register_dag(dag):
+    """Write a DAG built inside a test to the metadata DB, where ``dag.test()`` needs it: 3.3's refuses a
+    DAG that is not serialised ("the dag is not serialized"); 2.11 and 3.0 serialise it in memory
+    themselves. The metadata DB must exist (``airflow_db`` fixture)."""
+    if AIRFLOW_VERSION < Version("3.1"):
+        return dag
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    if AIRFLOW_VERSION >= Version("3.2"):
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    else:
+        from airflow.models.dagbag import sync_bag_to_db
+    DagBundlesManager().sync_bundles_to_db()
+    bag = dag_bag(os.devnull, collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return dag
+
+
+def _xcom_model():
+    from airflow.models import xcom
+
+    return getattr(xcom, "XComModel", None) or xcom.XCom  # 3.x: XComModel; 2.11: XCom (the table)
+
+
+def xcoms(run) -> dict[tuple[str, int, str], Any]:
+    """Every XCom of a DAG run (``run_dag``'s result): ``{(task_id, map_index, key): value}``."""
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    model = _xcom_model()
+    with create_session() as session:
+        rows = session.scalars(select(model).where(model.dag_id == run.dag_id, model.run_id == run.run_id)).all()
+        if AIRFLOW_V3:
+            return {(r.task_id, r.map_index, r.key): model.deserialize_value(r) for r in rows}
+        return {(r.task_id, r.map_index, r.key): r.value for r in rows}  # 2.11 deserialises on load
+
+
+def xcom_values(run, task_id: str, key: str = "return_value") -> list[Any]:
+    """The ``key`` XComs one task of the run left, by map index (one item for an unmapped task)."""
+    found = xcoms(run)
+    return [found[k] for k in sorted(k for k in found if k[0] == task_id and k[2] == key)]
+
+
+# -- logs ------------------------------------------------------------------------------------------
+
+def task_log_lines(capsys, caplog) -> list[str]:
+    """What an operator logged in this test, one ``[level] message`` line each (``[warning`` etc.).
+
+    Airflow >= 3.1's task logger (structlog) prints to stdout (``capsys``); 2.11's and 3.0's go
+    through the logging module (``caplog``). Request both fixtures and pass them."""
+    out = capsys.readouterr().out.splitlines()
+    return out + [f"[{r.levelname.lower()}] {r.getMessage()}" for r in caplog.records]
+
+
+# -- the triggerer ---------------------------------------------------------------------------------
+
+class TriggerRunnerHarness:
+    """Airflow's ``TriggerRunner`` (the triggerer process's runner) driving triggers in this event loop.
+
+    ``user_action`` is what Airflow does when a user marks a deferred task failed/success or clears it:
+    3.3 cancels the trigger task with its user-action message, then calls the trigger's ``on_kill``;
+    older versions only cancel it, and the task instance's state in the metadata DB is no longer
+    ``deferred``. ``shut_down`` is a triggerer stopping: a plain cancel, the task still ``deferred``.
+
+    The trigger's kill rule (``core/kill.py``) reads its task's state through the API server / metadata
+    DB, which an in-process test does not have: pass pytest's ``monkeypatch`` and the harness serves
+    that read from its own table (``states``), set as Airflow sets the row (``deferred``, then
+    ``failed`` on a user action). The real read is exercised by tests/deployment.
+    """
+
+    def __init__(self, monkeypatch=None):
+        from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+        self.runner = TriggerRunner()
+        self.states: dict[int, str | None] = {}
+        self._ids: dict[tuple, int] = {}
+        if monkeypatch is not None:
+            from airflow_bqjobs.triggers import job as trigger_module
+
+            async def task_instance_state(ti):
+                return self.states[self._ids[(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)]]
+
+            monkeypatch.setattr(trigger_module, "task_instance_state", task_instance_state)
+
+    def start(self, trigger, trigger_id: int) -> asyncio.Task:
+        """Run ``trigger`` as trigger ``trigger_id`` of this triggerer (its task instance: deferred)."""
+        if getattr(trigger, "task_instance", None) is None:
+            # What the triggerer attaches to a trigger it loads from the DB, as far as runners read it.
+            trigger.task_instance = SimpleNamespace(
+                id=f"ti-{trigger_id}", dag_id="test_dag", task_id=f"task_{trigger_id}", run_id="test_run",
+                map_index=-1, try_number=1, trigger_timeout=None, context_carrier=None)
+        ti = trigger.task_instance
+        self._ids[(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)] = trigger_id
+        self.states[trigger_id] = "deferred"
+        if not hasattr(trigger, "timeout_after"):  # 3.0's run_trigger reads it on a cancel
+            trigger.timeout_after = None
+        self.runner.triggers[trigger_id] = {"name": f"test-trigger-{trigger_id}", "events": 0, "is_watcher": False}
+        task = asyncio.create_task(self.runner.run_trigger(trigger_id, trigger))
+        self.runner.triggers[trigger_id]["task"] = task
+        return task
+
+    async def user_action(self, trigger_id: int, new_state: str | None = "failed") -> None:
+        """A user marks the task ``new_state`` (``None``: clears it) while its trigger runs."""
+        self.states[trigger_id] = new_state
+        self.runner.to_cancel.append(trigger_id)
+        await self.runner.cancel_triggers()
+        await _cancelled(self.runner.triggers[trigger_id]["task"])
+
+    async def shut_down(self, trigger_id: int) -> None:
+        """A triggerer stopping (restart, redeploy): its trigger tasks are cancelled without a message."""
+        task = self.runner.triggers[trigger_id]["task"]
+        task.cancel()
+        await _cancelled(task)
+
+    @property
+    def events(self) -> list[tuple[int, Any]]:
+        """``[(trigger_id, TriggerEvent)]`` fired so far (3.3 keeps objects, older versions tuples)."""
+        return [(e.trigger_id, e.event) if hasattr(e, "trigger_id") else tuple(e) for e in self.runner.events]
+
+
+async def _cancelled(task: asyncio.Task) -> None:
+    try:
+        await task
+    except asyncio.CancelledError:
+        return
+    raise AssertionError(f"{task!r} ended without being cancelled")
