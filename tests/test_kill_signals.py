@@ -33,8 +33,8 @@ from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import rebuild_trigger
 from tests.airflow_run import D, Run
+from tests.compat import TriggerRunnerHarness as Triggerer  # no monkeypatch: the kill rule reads the real DB
 from tests.test_cancel_on_kill import (
-    Triggerer,
     _finished,
     async_wait_until,
     defer,
