@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def run_dag(mode: str, fake_bq, tmp_path: Path) -> tuple[dict, list[dict]]:
     env = dict(os.environ)
     env.pop("BIGQUERY_EMULATOR_HOST", None)
+    # A metadata DB of its own: the OpenLineage listener forks, and forked children that share the
+    # session's SQLite file with this process can corrupt it for the tests that follow.
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as source, \
+            sqlite3.connect(home / "airflow.db") as copy:
+        source.backup(copy)  # consistent, WAL included
+    env["AIRFLOW_HOME"] = str(home)
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
     env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
         {"conn_type": "bigquery_jobs", "extra": {"project": "test-project", "emulator_host": fake_bq.url}})
     env["PYTHONPATH"] = str(REPO_ROOT)

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.attempt_driver import FAILED, KILLED, SUCCESS, run_task_instance
+from tests.reliability.attempt_driver import FAILED, KILLED, SUCCESS, patch_task_state_reads, run_task_instance
 from tests.reliability.audit import audit_task_run, base_job_id, jobs_of
 from tests.reliability.crash_points import POINTS_BEFORE_JOB_DONE, Point, Probe, points_for
 from tests.reliability.scenarios import submit_task
+
+
+@pytest.fixture(autouse=True)
+def task_states(monkeypatch):
+    """The kill rule reads the task states the driver keeps, as Airflow's metadata DB would hold them
+    (before 3.3 a triggerer restart reaches the trigger as a cancel, and the rule reads the state)."""
+    patch_task_state_reads(monkeypatch)
 
 CASES = [(deferrable, point) for deferrable in (False, True) for point in points_for(deferrable)]
 CASE_IDS = [f"{'deferrable' if d else 'sync'}-{p}" for d, p in CASES]
