@@ -69,7 +69,7 @@ def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_b
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
     fake_bq.add_rule(job_id="runaway", running_s=60)  # still running when the cancel comes
-    fake_bq.add_rule(job_id="report", running_s=10)  # still running when the sensor starts: it defers
+    fake_bq.add_rule(job_id="report", running_s=30)  # still running when the sensor starts (slow dag.test too): it defers
     dag = example_dags["example_bqjobs_lifecycle"]
     run = run_dag(dag, LOGICAL_DATE)
     assert run.state == "success"

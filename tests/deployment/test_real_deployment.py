@@ -116,9 +116,15 @@ class TaskWatch:
         return [c for c in self.dep.fake.calls_for(endpoint, job_id=job_id) if c["time"] >= since]
 
     def wait_polled(self, job_id: str, since: float, timeout: float, what: str) -> dict:
-        """Until the fake answers a ``jobs.get`` for ``job_id`` sent at or after wall time ``since``."""
-        return self.dep.airflow.wait_for(
-            lambda: (calls := self.job_calls(job_id, "get", since)) and calls[0], timeout, f"{self.dag_id}: {what}")
+        """Until a triggerer checks ``job_id`` at or after wall time ``since``: its shared poller's
+        ``jobs.list`` shows the job (while it runs), or a ``jobs.get`` reads it."""
+        def checked():
+            calls = [c for c in self.dep.fake.calls if c["time"] >= since and (
+                (c["endpoint"] == "get" and c["job_id"] == job_id)
+                or (c["endpoint"] == "list" and job_id in c.get("listed", ())))]
+            return calls and calls[0]
+
+        return self.dep.airflow.wait_for(checked, timeout, f"{self.dag_id}: {what}")
 
     # -- trigger logs: ``attempt=N.log.trigger.<TriggererJob id>.log`` ---------------------------
 

@@ -20,7 +20,7 @@ class CallLog:
     def record(self, *, endpoint: str, method: str, path: str, project: str | None,
                job_id: str | None, status: int | None, fault: str | None,
                reason: str | None = None, acted_status: int | None = None,
-               query: dict | None = None) -> None:
+               query: dict | None = None, listed: list[str] | None = None) -> None:
         """status None means no answer was sent (connection reset).
 
         acted_status is what the server produced (None if it did not act),
@@ -40,6 +40,7 @@ class CallLog:
                 "acted_status": acted_status,
                 "fault": fault,
                 "query": query or {},  # the request's query parameters: {name: [values]}
+                "listed": listed or [],  # jobs.list: the job IDs this answer showed
             })
             self._by_endpoint[endpoint] += 1
 

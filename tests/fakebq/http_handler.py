@@ -8,6 +8,7 @@ what it would see on a flaky network.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import sys
@@ -142,7 +143,8 @@ class FakeBigQueryHandler(BaseHTTPRequestHandler):
                 endpoint=route.endpoint, method=req.method, path=req.path, project=params.get("project"),
                 job_id=job_id, status=sent.status if sent else None,
                 fault=kind or (acted.fault if acted else None), reason=shown.reason if shown else None,
-                acted_status=acted.status if acted else None, query=dict(req.query))
+                acted_status=acted.status if acted else None, query=dict(req.query),
+                listed=_listed_job_ids(route.endpoint, sent))
 
         # Calls are logged before the client can see the outcome, so a test
         # that inspects the log right after a call always finds it there.
@@ -180,3 +182,14 @@ class FakeBigQueryHandler(BaseHTTPRequestHandler):
                 state.store.arm_not_found_once(params["project"], job_id)
                 resp.fault = F.NOT_FOUND_AFTER_CONFLICT
         return resp
+
+
+def _listed_job_ids(endpoint: str, sent: Response | None) -> list[str]:
+    """The job IDs a ``jobs.list`` answer showed (what a poller learned from it), for the call log."""
+    if endpoint != "list" or sent is None or sent.status != 200:
+        return []
+    try:
+        jobs = json.loads(sent.body or b"{}").get("jobs") or []
+    except ValueError:
+        return []
+    return [j.get("jobReference", {}).get("jobId") for j in jobs if isinstance(j, dict)]
