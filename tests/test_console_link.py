@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred  # 3.2+; tests/compat.py will map it for older versions
 
 from airflow_bqjobs.core.console import job_console_url
 from airflow_bqjobs.core.errors import InvalidJobInput
@@ -17,6 +16,7 @@ from airflow_bqjobs.operators.rerun import BigQueryRerunJobOperator
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.sensors.job import BigQueryJobSensor
 from tests.airflow_context import make_context
+from tests.compat import DAG, TaskDeferred, requires_airflow, run_dag, xcom_values
 
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 LONG = {"pending_s": 0, "running_s": 60}
@@ -78,6 +78,7 @@ def test_every_operator_following_a_job_declares_the_link(operator):
     assert [(link.name, link.xcom_key) for link in links] == [("BigQuery Console", CONSOLE_LINK_XCOM_KEY)]
 
 
+@requires_airflow("3.0", "the serialized DAG names each extra link's xcom_key (2.11 serializes the link class, and its webserver calls get_link)")
 def test_serialized_dag_carries_the_links_xcom_key():
     """What Airflow 3's API server gets: the link's name and xcom_key, no class to import."""
     from airflow.serialization import serialized_objects as so
@@ -157,22 +158,15 @@ LOGICAL_DATE = datetime(2026, 4, 1, tzinfo=timezone.utc)
 def test_dag_test_run_leaves_the_link_airflow_serves(emulator, register_dag):
     """After a real dag.test() (the task runner re-stores get_link's answer when the try ends), the
     XCom under the link's xcom_key, which Airflow 3's API server returns as the link, is the URL."""
-    from airflow.models.xcom import XComModel  # 3.x (2.11: airflow.models.xcom.XCom)
-    from airflow.sdk import DAG  # 3.x; on 2.11 airflow.DAG (tests/compat.py)
-    from airflow.utils.session import create_session
-
     emulator.add_rule(running_s=1.0)
     with DAG("console_link_dag", schedule=None, start_date=LOGICAL_DATE, catchup=False) as dag:
         BigQuerySubmitJobOperator(task_id="deferred", configuration=QUERY, project_id="test-project",
                                   deferrable=True, poll_interval=0.2)
     register_dag(dag)
-    run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    run = run_dag(dag, LOGICAL_DATE)
     (ti,) = run.get_task_instances()
     assert ti.state == "success"
     (job,) = emulator.jobs
-    with create_session() as session:
-        query = XComModel.get_many(run_id=run.run_id, key=CONSOLE_LINK_XCOM_KEY, dag_ids=run.dag_id,
-                                   task_ids=["deferred"])
-        (url,) = [XComModel.deserialize_value(x) for x in session.scalars(query)]
+    (url,) = xcom_values(run, "deferred", key=CONSOLE_LINK_XCOM_KEY)
     # The task runner stored get_link's answer (called in the worker) over ours: equal, so get_link works.
     assert url_parts(url) == ("test-project", "test-project", job["job_id"], "US")
