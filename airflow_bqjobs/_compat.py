@@ -75,7 +75,8 @@ async def task_instance_state(task_instance) -> str | None:
     """
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(current_task_state)(task_instance)
+    # Not thread-sensitive: reads of several triggers killed at once must not queue on one thread.
+    return await sync_to_async(current_task_state, thread_sensitive=False)(task_instance)
 
 
 def current_task_state(ti) -> str | None:

@@ -48,9 +48,13 @@ _pollers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> {ke
 
 
 def job_poller(hook) -> JobPoller:
-    """The running loop's poller for the hook's (connection, project, request timeout)."""
+    """The running loop's poller for the hook's (connection, credentials, project, request timeout).
+
+    The shared hooks of :mod:`airflow_bqjobs.hooks.shared` are one object per connection content,
+    impersonation chain, project and timeout, so the hook itself is the key: a trigger that
+    impersonates another account, or a changed connection, gets a poller of its own."""
     loop = asyncio.get_running_loop()
-    key = (os.getpid(), hook.gcp_conn_id, hook.project_id, hook.request_timeout)
+    key = (os.getpid(), id(hook), hook.gcp_conn_id, hook.project_id, hook.request_timeout)
     pollers = _pollers.setdefault(loop, {})
     poller = pollers.get(key)
     if poller is None:

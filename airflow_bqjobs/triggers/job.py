@@ -54,7 +54,10 @@ DONE = "done"
 ERROR = "error"
 TIMEOUT = "timeout"
 # How long a cancelled trigger may take to read its task's state (the old-Airflow kill fallback).
-STATE_CHECK_TIMEOUT = 30.0
+# Below Airflow's ``[triggerer] on_kill_timeout`` (30 s), leaving time for the cancel request itself.
+STATE_CHECK_TIMEOUT = 10.0
+# Kill work in flight (strong references: a shielded task must not be garbage-collected).
+_KILLS: set[asyncio.Task] = set()
 
 
 class BigQueryJobTrigger(BaseTrigger):
@@ -176,13 +179,26 @@ class BigQueryJobTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user action on the task, or this trigger was reassigned to another triggerer."""
         if self.cancel_on_kill:
-            await self._cancel_if_stopped_for_good()
+            await self._shielded_kill()
 
     async def _cancel_if_killed(self) -> None:
         """Airflow < 3.3 (no ``on_kill``): the wait was cancelled, by a user action or a triggerer stop alike."""
         if TRIGGER_ON_KILL or not self.cancel_on_kill or self.task_instance is None:
             return
-        await self._cancel_if_stopped_for_good()
+        await self._shielded_kill()
+
+    async def _shielded_kill(self) -> None:
+        """Run the kill rule in a task of its own that a further cancel cannot interrupt.
+
+        Airflow's trigger runner re-sends its cancel on every loop (about once a second) while a
+        cancelled trigger has not finished, also while ``on_kill`` runs, and swallows the
+        ``CancelledError`` that this raises there: without the shield, a state read slower than one
+        loop (several kills at once, a busy supervisor) ends the kill before it requests the cancel.
+        """
+        kill = asyncio.get_running_loop().create_task(self._cancel_if_stopped_for_good())
+        _KILLS.add(kill)
+        kill.add_done_callback(_KILLS.discard)
+        await asyncio.shield(kill)
 
     async def _cancel_if_stopped_for_good(self) -> None:
         """Cancel the job only if no try of the task instance follows it (see the module docstring)."""
