@@ -250,7 +250,7 @@ async def first_of(trigger):
 @pytest.mark.parametrize(
     ("state", "cancel_on_kill", "cancelled"),
     [("failed", True, True), ("success", True, True), (None, True, True), ("restarting", True, True),
-     ("deferred", True, False), ("up_for_retry", True, False), ("scheduled", True, False), ("running", True, False),
+     ("deferred", True, False), ("up_for_retry", True, False), ("scheduled", True, True), ("running", True, False),
      (ConnectionError("API server down"), True, False), ("failed", False, False)],
 )
 async def test_pre_3_3_fallback_cancels_only_when_the_task_left_deferred(fake_bq, old_airflow, state, cancel_on_kill,

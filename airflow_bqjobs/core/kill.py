@@ -24,23 +24,29 @@ CLEARED = frozenset({None, "restarting"})
 # A try of the task instance waits for, or is about to take over, the job: a retry, a reschedule,
 # another triggerer (takeover), a newer try that reattached.
 FOLLOWED = frozenset({"up_for_retry", "up_for_reschedule", "scheduled", "queued", "deferred"})
+# For a trigger, a task instance already scheduled or queued again was cleared while deferred (a
+# takeover or a triggerer restart keeps it ``deferred``; a fired trigger is not killed): its next try
+# starts a new job unless reattach_on_clear. For a worker's try they are its retry, which follows.
+CLEARED_WHILE_DEFERRED = frozenset({"scheduled", "queued"})
 # The state could not be read (API server / metadata DB unreachable).
 UNKNOWN = "<unknown>"
 
 
-def may_cancel(state: str | None, *, reattach_on_clear: bool, retry_left: bool | None) -> bool:
+def may_cancel(state: str | None, *, reattach_on_clear: bool, retry_left: bool | None,
+               trigger: bool = False) -> bool:
     """Whether a wait stopped while its task instance is in ``state`` may cancel the job.
 
     ``retry_left``: whether the stopped try still had a retry (``try_number <= max_tries``); ``None``
     when the caller cannot tell (a trigger). It matters only for ``running``: that is either a newer
     try (which follows the job) or this very try being shut down (worker eviction, lost heartbeats),
-    whose retry reattaches if it has one.
+    whose retry reattaches if it has one. ``trigger``: the caller is a trigger (see
+    :data:`CLEARED_WHILE_DEFERRED`).
     """
     if state == UNKNOWN:
         return False  # cannot prove that no try follows: the next try finds the job (jobTimeoutMs bounds it)
     if state in ENDED:
         return True
-    if state in CLEARED:
+    if state in CLEARED or (trigger and state in CLEARED_WHILE_DEFERRED):
         return not reattach_on_clear
     if state == "running":
         return retry_left is False and not reattach_on_clear

@@ -214,7 +214,7 @@ class BigQueryJobTrigger(BaseTrigger):
             except Exception as exc:
                 self.log.warning("Cannot read the task's state (%s)", exc)
                 state = UNKNOWN
-        if not may_cancel(state, reattach_on_clear=self.reattach_on_clear, retry_left=None):
+        if not may_cancel(state, reattach_on_clear=self.reattach_on_clear, retry_left=None, trigger=True):
             self.log.info("Trigger stopped (%s): job %s left running for the try that follows it", why(state), self.ref)
             return
         await self._cancel(await self.hook(), why(state))
