@@ -103,22 +103,27 @@ class BigQueryJobsHook(BaseHook):
                 conn = None
         return normalize_extras(conn.extra_dejson if conn is not None else {})
 
-    @cached_property
-    def client(self) -> Client:
-        from google.api_core.client_info import ClientInfo
+    def client_settings(self):
+        """Credentials, project and endpoint of this hook's connection (and impersonation chain)."""
         from google.auth.exceptions import DefaultCredentialsError
-        from google.cloud import bigquery
-
-        from airflow_bqjobs import __version__
 
         try:
-            settings = client_settings(self.extras, self.impersonation_chain)
+            return client_settings(self.extras, self.impersonation_chain)
         except DefaultCredentialsError as exc:
             raise InvalidJobInput(
                 "gcp_conn_id",
                 f"no credentials: connection {self.gcp_conn_id!r} does not exist or has no key_path or"
                 f" keyfile_dict extra, and Application Default Credentials were not found ({exc})",
             ) from None
+
+    @cached_property
+    def client(self) -> Client:
+        from google.api_core.client_info import ClientInfo
+        from google.cloud import bigquery
+
+        from airflow_bqjobs import __version__
+
+        settings = self.client_settings()
         project = self._project_id or settings.project_id
         if not project:
             raise InvalidJobInput(

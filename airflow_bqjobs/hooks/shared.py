@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow_bqjobs.core.credential_options import parse_impersonation_chain
 from airflow_bqjobs.core.errors import InvalidJobInput
-from airflow_bqjobs.hooks.credentials import EMULATOR_ENV, client_settings, normalize_extras
+from airflow_bqjobs.hooks.credentials import EMULATOR_ENV, normalize_extras
 
 POOL_SIZE = 8
 # A connection read by one trigger serves the triggers that start in the next CONNECTION_TTL_S: a
@@ -129,17 +129,9 @@ def shared_hook(gcp_conn_id: str, connection: Any, *, project_id: str | None, lo
 
 def _build_transport(hook) -> _Transport:
     import requests
-    from google.auth.exceptions import DefaultCredentialsError
     from google.auth.transport.requests import AuthorizedSession
 
-    try:
-        settings = client_settings(hook.extras, hook.impersonation_chain)
-    except DefaultCredentialsError as exc:
-        raise InvalidJobInput(
-            "gcp_conn_id",
-            f"no credentials: connection {hook.gcp_conn_id!r} does not exist or has no key_path or"
-            f" keyfile_dict extra, and Application Default Credentials were not found ({exc})",
-        ) from None
+    settings = hook.client_settings()
     _refresh_once_at_a_time(settings.credentials)
     session = AuthorizedSession(settings.credentials)
     adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, pool_block=True)
