@@ -27,6 +27,8 @@ Lifecycle:
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import os
 import time
@@ -86,6 +88,8 @@ class JobPoller:
             if not future.done():
                 future.set_result(outcome)
 
+        if on_update is not None:  # called from the poller's task: log as the watching trigger does
+            on_update = functools.partial(contextvars.copy_context().run, on_update)
         waiter = Waiter(ref.job_id, ref.location, float(poll_interval), deliver, not_found_ok=not_found_ok,
                         not_found_delays=tuple(not_found_delays), on_update=on_update)
         future.waiter = waiter  # type: ignore[attr-defined]
@@ -100,7 +104,11 @@ class JobPoller:
 
     def ensure_running(self) -> None:
         if self.book.watches and (self._task is None or self._task.done()):
-            self._task = self.loop.create_task(self._run(), name=f"bqjobs-poller-{self.project_id}")
+            # In a context of its own: not the context (log routing, task identity) of the trigger that
+            # happened to start it, which Airflow's triggerer uses to route log lines to its task's log.
+            # (A task copies the context current at its creation; Python 3.10 has no create_task(context=).)
+            self._task = contextvars.Context().run(self.loop.create_task, self._run(),
+                                                   name=f"bqjobs-poller-{self.project_id}")
             self._task.add_done_callback(self._on_task_done)
 
     def _on_task_done(self, task: asyncio.Task) -> None:

@@ -26,8 +26,8 @@ Cancellation (all of it off with ``cancel_on_kill=False``):
   restart, a retry) leaves the job running for the trigger that follows; ``failed``/``success``
   (marked by a user) cancels; cleared cancels unless ``reattach_on_clear`` (the cleared try
   reattaches to the job). A trigger stopped after its deadline (Airflow 2's own deferral timeout)
-  cancels. Limits: if the state cannot be read (API server or metadata DB unreachable, more than
-  30 s) the job is left running; a task cleared and deferred again (a new try) before the old
+  cancels. Limits: if the state cannot be read (API server or metadata DB unreachable; reads are
+  retried with backoff for 3 minutes) the job is left running; a task cleared and deferred again (a new try) before the old
   trigger reads its state looks like a takeover; and, as with every cancel, a job may finish before
   the cancel takes effect. The server-side ``jobTimeoutMs`` (from the task's execution_timeout)
   bounds whatever is left running.
@@ -38,11 +38,13 @@ Cancellation (all of it off with ``cancel_on_kill=False``):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any, AsyncIterator
 
 from airflow_bqjobs._compat import TRIGGER_ON_KILL, BaseTrigger, TriggerEvent, aget_connection, task_instance_state
 from airflow_bqjobs.core.attach import READ_AFTER_CONFLICT_DELAYS
+from airflow_bqjobs.core.backoff import backoff_delays
 from airflow_bqjobs.core.credential_options import parse_impersonation_chain
 from airflow_bqjobs.core.decision import error_result, job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
@@ -53,9 +55,14 @@ from airflow_bqjobs.core.progress import ProgressReporter
 DONE = "done"
 ERROR = "error"
 TIMEOUT = "timeout"
-# How long a cancelled trigger may take to read its task's state (the old-Airflow kill fallback).
-# Below Airflow's ``[triggerer] on_kill_timeout`` (30 s), leaving time for the cancel request itself.
-STATE_CHECK_TIMEOUT = 10.0
+# Reading the task's state when the trigger is stopped: each read may take STATE_READ_TIMEOUT_S; failed
+# or unanswered reads are retried with backoff for STATE_READ_BUDGET_S in all. Not bound by Airflow's
+# ``[triggerer] on_kill_timeout`` (30 s): the kill rule runs in a shielded task of its own, which goes on
+# after Airflow stops waiting for ``on_kill``. A triggerer's supervisor answers the read, and it stalls
+# under load (the Celery soak saw its loop stop for 30 s while a user marked a task failed).
+STATE_READ_TIMEOUT_S = 20.0
+STATE_READ_BUDGET_S = 180.0
+STATE_READ_MAX_BACKOFF_S = 15.0
 # Kill work in flight (strong references: a shielded task must not be garbage-collected).
 _KILLS: set[asyncio.Task] = set()
 
@@ -206,18 +213,31 @@ class BigQueryJobTrigger(BaseTrigger):
         if left is not None and left <= 0:
             await self._cancel(await self.hook(), "deadline passed")
             return
-        if self.task_instance is None:
-            state = UNKNOWN
-        else:
-            try:
-                state = await asyncio.wait_for(task_instance_state(self.task_instance), STATE_CHECK_TIMEOUT)
-            except Exception as exc:
-                self.log.warning("Cannot read the task's state (%s)", exc)
-                state = UNKNOWN
+        state = UNKNOWN if self.task_instance is None else await self._read_task_state()
         if not may_cancel(state, reattach_on_clear=self.reattach_on_clear, retry_left=None, trigger=True):
             self.log.info("Trigger stopped (%s): job %s left running for the try that follows it", why(state), self.ref)
             return
         await self._cancel(await self.hook(), why(state))
+
+    async def _read_task_state(self) -> str | None:
+        """The task instance's state, retried with backoff (logged) until read or STATE_READ_BUDGET_S passed."""
+        give_up_at = time.monotonic() + STATE_READ_BUDGET_S
+        delays = backoff_delays(initial=1.0, maximum=STATE_READ_MAX_BACKOFF_S)
+        for attempt in itertools.count(1):
+            timeout = max(0.1, min(STATE_READ_TIMEOUT_S, give_up_at - time.monotonic()))
+            try:
+                return await asyncio.wait_for(task_instance_state(self.task_instance), timeout)
+            except Exception as exc:
+                reason = f"no answer in {timeout:.0f} s" if isinstance(exc, TimeoutError) else f"{exc!r}"
+                delay = next(delays)
+                if time.monotonic() + delay >= give_up_at:
+                    self.log.warning("Cannot read the task's state (%s; attempt %d); giving up after %.0f s",
+                                     reason, attempt, STATE_READ_BUDGET_S)
+                    return UNKNOWN
+                self.log.warning("Cannot read the task's state (%s; attempt %d); retrying in %.1f s",
+                                 reason, attempt, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
 
 def job_ref_of(event: dict) -> JobRef:
