@@ -13,9 +13,9 @@ import contextvars
 
 import pytest
 
+from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.hooks import shared
 from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
-from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.triggers import _poller
 from airflow_bqjobs.triggers import job as job_module
 from airflow_bqjobs.triggers.job import BigQueryJobTrigger
