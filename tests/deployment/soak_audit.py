@@ -17,7 +17,14 @@ only replaces a job that ended in an error. The rules, one finding list each:
 * lost results: a successful TI whose XCom ``return_value`` is not the job reference of its one
   successful job (last base), or whose job did not succeed.
 * marked failed, not stopped: a TI the driver marked failed while its job was running, whose job
-  did not end DONE with reason ``stopped``.
+  did not end DONE with reason ``stopped``, except (reported apart, not failures):
+
+  - the cancel request came within ``cancel_bound_s`` of the mark, but after the job had ended on its
+    own (the driver marks jobs with a few seconds left; Airflow's triggerer takes seconds to stop
+    a trigger);
+  - the TI's trigger never started in any triggerer before the mark (no trigger log for that try):
+    Airflow then deletes the trigger row and runs no code at all for the task, so nothing can
+    cancel its job, which runs to its end (bounded by ``jobTimeoutMs``).
 * cancelled, not by a user: a job with a cancel request whose TI the driver neither marked failed
   nor cleared (a triggerer takeover, a worker kill or a zombie try must never cancel).
 """
@@ -43,6 +50,7 @@ class DriverRecord:
 
     clears: dict[TiKey, int] = field(default_factory=lambda: defaultdict(int))
     marked_failed: dict[TiKey, list[str]] = field(default_factory=dict)  # TI -> job ids RUNNING when marked
+    marked_at: dict[TiKey, tuple[float, int]] = field(default_factory=dict)  # TI -> (wall time, try) of the mark
 
 
 @dataclass
@@ -56,6 +64,10 @@ class AuditResult:
     marked_failed_not_stopped: list[str] = field(default_factory=list)
     cancelled_not_by_user: list[str] = field(default_factory=list)
     unowned_jobs: list[str] = field(default_factory=list)  # jobs whose labels match no TI
+    # Reported, not failures (see the module docstring):
+    marked_before_trigger_ran: list[str] = field(default_factory=list)
+    cancelled_after_natural_end: list[str] = field(default_factory=list)
+    mark_to_cancel_s: list[float] = field(default_factory=list)  # wall seconds from a mark to its cancel request
 
     def failures(self) -> dict[str, list[str]]:
         return {name: items for name in ("duplicates", "orphaned", "lost_results", "marked_failed_not_stopped",
@@ -85,9 +97,14 @@ def _stopped_on_request(job: dict) -> bool:
 
 
 def audit(dag_id: str, jobs: Iterable[dict], tis: Iterable[dict], xcom_job_ids: dict[TiKey, str | None],
-          record: DriverRecord, *, fake_to_wall: Callable[[float], float], slack_s: float = 5.0) -> AuditResult:
+          record: DriverRecord, *, fake_to_wall: Callable[[float], float], slack_s: float = 5.0,
+          cancel_calls: dict[str, float] | None = None, triggers_started: set[tuple[TiKey, int]] | None = None,
+          cancel_bound_s: float = 60.0) -> AuditResult:
     """``jobs``: fake job snapshots; ``tis``: dicts with run_id, task_id, map_index, state, end_date (epoch
-    seconds or None); ``xcom_job_ids``: TI -> the ``jobId`` in its return_value XCom (None if absent)."""
+    seconds or None); ``xcom_job_ids``: TI -> the ``jobId`` in its return_value XCom (None if absent);
+    ``cancel_calls``: job id -> wall time of its first cancel request; ``triggers_started``: (TI, try)
+    whose trigger started in a triggerer (None: unknown, every trigger counts as started)."""
+    cancel_calls = cancel_calls or {}
     result = AuditResult()
     tis = list(tis)
     by_labels = {tuple(sorted(airflow_labels(dag_id, t["task_id"], t["run_id"], t["map_index"]).items())):
@@ -129,12 +146,37 @@ def audit(dag_id: str, jobs: Iterable[dict], tis: Iterable[dict], xcom_job_ids: 
                     result.duplicates.append(f"{name}: generation {gen} {job['job_id']} inserted while "
                                              f"{prev['job_id']} was {prev['state']} (error {prev['error_result']})")
 
+        marked = record.marked_failed.get(key) or []
+        excused = set()  # marked jobs judged by the marked-failed rule below, not as orphans
+        for job in (j for j in ti_jobs if j["job_id"] in marked):
+            mark_time, mark_try = record.marked_at.get(key, (None, None))
+            cancel_at = cancel_calls.get(job["job_id"])
+            if cancel_at is not None and mark_time is not None:
+                result.mark_to_cancel_s.append(round(cancel_at - mark_time, 1))
+            if job["state"] != "DONE":
+                continue  # still running: an orphan (below)
+            if (job["error_result"] or {}).get("reason") == "stopped":
+                excused.add(job["job_id"])
+            elif (cancel_at is not None and mark_time is not None and cancel_at - mark_time <= cancel_bound_s
+                  and job["end_at"] is not None and fake_to_wall(job["end_at"]) <= cancel_at):
+                excused.add(job["job_id"])
+                result.cancelled_after_natural_end.append(
+                    f"{name}: {job['job_id']} ended {cancel_at - fake_to_wall(job['end_at']):.1f} s before the cancel "
+                    f"requested {cancel_at - mark_time:.1f} s after the mark")
+            elif triggers_started is not None and mark_try is not None and (key, mark_try) not in triggers_started:
+                excused.add(job["job_id"])
+                result.marked_before_trigger_ran.append(f"{name}: {job['job_id']} (try {mark_try})")
+            else:
+                result.marked_failed_not_stopped.append(f"{name}: {job['job_id']} {job['state']} "
+                                                        f"(error {job['error_result']})")
+
         end_date = ti.get("end_date")
         for job in ti_jobs:
             if job["state"] != "DONE":
                 result.orphaned.append(f"{name}: {job['job_id']} still {job['state']} at the end")
             elif ti["state"] in FINISHED_TI and end_date is not None and job["end_at"] is not None \
-                    and fake_to_wall(job["end_at"]) > end_date + slack_s and not _stopped_on_request(job):
+                    and fake_to_wall(job["end_at"]) > end_date + slack_s and not _stopped_on_request(job) \
+                    and job["job_id"] not in excused:
                 result.orphaned.append(f"{name}: {job['job_id']} ran {fake_to_wall(job['end_at']) - end_date:.0f} s "
                                        f"past its task instance's end ({ti['state']})")
 
@@ -146,12 +188,6 @@ def audit(dag_id: str, jobs: Iterable[dict], tis: Iterable[dict], xcom_job_ids: 
                 result.lost_results.append(f"{name}: XCom jobId {xcom!r}, last job "
                                            f"{None if last is None else (last['job_id'], last['state'], last['error_result'])}")
 
-        marked = record.marked_failed.get(key)
-        if marked:
-            for job in (j for j in ti_jobs if j["job_id"] in marked):
-                if (job["error_result"] or {}).get("reason") != "stopped":
-                    result.marked_failed_not_stopped.append(f"{name}: {job['job_id']} {job['state']} "
-                                                            f"(error {job['error_result']})")
         user_touched = bool(marked) or clears > 0
         for job in ti_jobs:
             if job.get("cancel_requested") and not user_touched:

@@ -243,6 +243,7 @@ class SoakDriver:
             path = f"/dags/{self.dag_id}/dagRuns/{_q(key[0])}/taskInstances/{key[1]}/{key[2]}"
             self.dep.airflow.api("PATCH", path, {"new_state": "failed"})
             self.record.marked_failed[key] = [j["job_id"] for j in running]
+            self.record.marked_at[key] = (time.time(), ti["try_number"])
             self.event("mark_failed", f"{key} (job {split_job_id(running[-1]['job_id'])[0][-20:]}"
                                       f" running, {(running[-1]['end_at'] - now) / self.clock_scale:.0f} s left)")
             return True

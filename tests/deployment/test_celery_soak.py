@@ -58,6 +58,19 @@ def _epoch(value) -> float | None:
     return None if value is None else float(value)
 
 
+def _triggers_started(log_files: dict[str, str]) -> set[tuple[tuple[str, str, int], int]]:
+    """(TI, try) whose trigger started in a triggerer: it wrote ``attempt=N.log.trigger.<job>.log``."""
+    started = set()
+    for name in log_files:
+        parts = dict(p.split("=", 1) for p in name.split("/") if "=" in p and not p.startswith("attempt"))
+        attempt = name.rsplit("/", 1)[-1]
+        if ".log.trigger." not in attempt or "run_id" not in parts:
+            continue
+        try_number = int(attempt.split("=", 1)[1].split(".", 1)[0])
+        started.add(((parts["run_id"], parts["task_id"], int(parts.get("map_index", -1))), try_number))
+    return started
+
+
 def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks():
     dag = _dag_module()
     wall_start = time.monotonic()
@@ -99,6 +112,11 @@ def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks()
 
         jobs = fake.jobs
         calls = fake.call_counts
+        cancel_calls: dict[str, float] = {}
+        for call in fake.calls:
+            if call["endpoint"] == "cancel" and call.get("job_id"):
+                cancel_calls.setdefault(call["job_id"], call["time"])
+        triggers_started = _triggers_started(airflow.task_log_files(dag.DAG_ID))
         tis = [{"run_id": r[0], "task_id": r[1], "map_index": r[2], "state": r[3], "end_date": _epoch(r[4]),
                 "try_number": r[5]}
                for r in dep.postgres.query(
@@ -116,7 +134,9 @@ def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks()
                                              (dag.DAG_ID,)))
 
     result = audit(dag.DAG_ID, jobs, tis, xcoms, driver.record,
-                   fake_to_wall=lambda f: wall0 + (f - fake0) / CLOCK_SCALE)
+                   fake_to_wall=lambda f: wall0 + (f - fake0) / CLOCK_SCALE,
+                   cancel_calls=cancel_calls, triggers_started=triggers_started)
+    latencies = sorted(result.mark_to_cancel_s)
     requests = sum(calls.values())
     figures = {
         "seed": SEED,
@@ -133,6 +153,13 @@ def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks()
         "stalls after which no held trigger had moved or run elsewhere": driver.counts["stall_without_takeover"],
         "clears (REST, other tasks of the run active)": driver.counts["clear"],
         "marked failed while deferred": driver.counts["mark_failed"],
+        "marked failed: jobs stopped by the cancel": sum(
+            1 for j in jobs if (j["error_result"] or {}).get("reason") == "stopped"
+            and any(j["job_id"] in ids for ids in driver.record.marked_failed.values())),
+        "marked failed: mark -> cancel request, wall s (each)": latencies,
+        "marked failed: cancel came after the job had ended on its own": len(result.cancelled_after_natural_end),
+        "marked failed before any triggerer started the trigger (Airflow runs nothing then)":
+            len(result.marked_before_trigger_ran),
         "task instances whose first job fails once": len(driver.fail_once),
         "BigQuery API requests": requests,
         "requests per job": round(requests / max(1, result.jobs), 1),
@@ -153,6 +180,8 @@ def test_celery_soak_keeps_exactly_once_under_kills_takeovers_clears_and_marks()
     print("\n[soak] ===== figures =====")
     for label, value in {**figures, **audit_figures}.items():
         print(f"[soak] {label}: {value}")
+    for line in result.cancelled_after_natural_end + result.marked_before_trigger_ran:
+        print(f"[soak] note: {line}")
     print("[soak] ===== driver events =====")
     for at, text in driver.events:
         print(f"[soak] {at:7.1f} s  {text}")

@@ -23,9 +23,14 @@ def ti(state="success", end=100.0, task="q", map_index=0):
     return {"run_id": RUN, "task_id": task, "map_index": map_index, "state": state, "end_date": end}
 
 
-def run_audit(jobs, tis, xcoms=None, record=None):
+def run_audit(jobs, tis, xcoms=None, record=None, **kw):
     xcoms = {(RUN, "q", 0): jobs[-1]["job_id"]} if xcoms is None else xcoms
-    return audit(DAG, jobs, tis, xcoms, record or DriverRecord(), fake_to_wall=lambda f: f)
+    return audit(DAG, jobs, tis, xcoms, record or DriverRecord(), fake_to_wall=lambda f: f, **kw)
+
+
+def marked_at(wall_time, try_number=1):
+    """The driver's record of a mark-failed of TI (RUN, q, 0) while BASE ran."""
+    return DriverRecord(marked_failed={(RUN, "q", 0): [BASE]}, marked_at={(RUN, "q", 0): (wall_time, try_number)})
 
 
 def test_one_successful_job_whose_xcom_matches_passes():
@@ -99,6 +104,40 @@ def test_a_task_instance_marked_failed_whose_job_ran_to_success_is_reported():
     record = DriverRecord(marked_failed={(RUN, "q", 0): [BASE]})
     result = run_audit([job(BASE, 10, 50)], [ti(state="failed")], xcoms={}, record=record)
     assert len(result.marked_failed_not_stopped) == 1
+
+
+def test_a_mark_failed_whose_cancel_came_after_the_job_ended_on_its_own_passes_and_is_reported():
+    # marked at 40 with 4 s left (end 44); the triggerer took 6 s to stop the trigger: cancel at 46
+    result = run_audit([job(BASE, 10, 44)], [ti(state="failed", end=40)], xcoms={}, record=marked_at(40),
+                       cancel_calls={BASE: 46.0}, triggers_started={((RUN, "q", 0), 1)})
+    assert result.failures() == {}
+    assert len(result.cancelled_after_natural_end) == 1 and result.mark_to_cancel_s == [6.0]
+
+
+def test_a_mark_failed_whose_cancel_came_later_than_the_bound_is_reported():
+    result = run_audit([job(BASE, 10, 44)], [ti(state="failed", end=40)], xcoms={}, record=marked_at(40),
+                       cancel_calls={BASE: 140.0}, triggers_started={((RUN, "q", 0), 1)}, cancel_bound_s=60)
+    assert len(result.marked_failed_not_stopped) == 1
+
+
+def test_a_mark_failed_with_a_started_trigger_and_no_cancel_is_reported():
+    result = run_audit([job(BASE, 10, 50)], [ti(state="failed", end=40)], xcoms={}, record=marked_at(40),
+                       triggers_started={((RUN, "q", 0), 1)})
+    assert len(result.marked_failed_not_stopped) == 1 and len(result.orphaned) == 1
+
+
+def test_a_mark_failed_before_any_triggerer_started_the_trigger_passes_and_is_reported():
+    # Airflow deletes the trigger row and runs nothing for the task: the job runs to its end
+    result = run_audit([job(BASE, 10, 50)], [ti(state="failed", end=40)], xcoms={}, record=marked_at(40),
+                       triggers_started={((RUN, "q", 0), 2)})  # only another try's trigger ran
+    assert result.failures() == {}
+    assert len(result.marked_before_trigger_ran) == 1
+
+
+def test_a_marked_job_still_running_at_the_end_is_orphaned_even_if_its_trigger_never_ran():
+    result = run_audit([job(BASE, 10, None, state="RUNNING")], [ti(state="failed", end=40)], xcoms={},
+                       record=marked_at(40), triggers_started=set())
+    assert len(result.orphaned) == 1
 
 
 def test_a_cancel_no_user_asked_for_is_reported():
