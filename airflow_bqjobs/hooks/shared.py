@@ -14,6 +14,7 @@ connection's extras are kept only inside the credentials object, never logged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -84,9 +85,23 @@ async def ashared_hook(gcp_conn_id: str, read_connection, *, project_id: str | N
             reading.add_done_callback(lambda _: _reading.pop((loop, *key), None))
         entry = await asyncio.shield(reading)
     _, connection, extras, fingerprint = entry
-    return shared_hook(gcp_conn_id, connection, project_id=project_id, location=location,
-                       request_timeout=request_timeout, impersonation_chain=impersonation_chain,
-                       _extras=(extras, fingerprint))
+    build = functools.partial(shared_hook, gcp_conn_id, connection, project_id=project_id, location=location,
+                              request_timeout=request_timeout, impersonation_chain=impersonation_chain,
+                              _extras=(extras, fingerprint))
+    key = _hook_key(gcp_conn_id, fingerprint, impersonation_chain, project_id, location, request_timeout)
+    with _lock:
+        hook = _hooks.get(key)
+    if hook is not None:
+        return hook
+    # The first hook of a connection imports the BigQuery client and builds (and may refresh) its
+    # credentials: blocking work, seconds on a loaded triggerer, kept off the event loop.
+    return await asyncio.get_running_loop().run_in_executor(executor(), build)
+
+
+def _hook_key(gcp_conn_id: str, fingerprint: str, impersonation_chain: Any, project_id: str | None,
+              location: str | None, request_timeout: float) -> tuple:
+    chain = tuple(parse_impersonation_chain(impersonation_chain))  # other credentials: another transport
+    return (os.getpid(), gcp_conn_id, fingerprint, chain, project_id, location, float(request_timeout))
 
 
 def shared_hook(gcp_conn_id: str, connection: Any, *, project_id: str | None, location: str | None,
@@ -97,9 +112,8 @@ def shared_hook(gcp_conn_id: str, connection: Any, *, project_id: str | None, lo
     if _extras is None:
         extras = normalize_extras(connection.extra_dejson if connection is not None else {})
         _extras = (extras, _fingerprint(extras))
-    chain = tuple(parse_impersonation_chain(impersonation_chain))  # other credentials: another transport
-    conn_key = (os.getpid(), gcp_conn_id, _extras[1], chain)
-    key = (*conn_key, project_id, location, float(request_timeout))
+    key = _hook_key(gcp_conn_id, _extras[1], impersonation_chain, project_id, location, request_timeout)
+    conn_key, chain = key[:4], key[3]
     with _lock:
         hook = _hooks.get(key)
         if hook is not None:
