@@ -1,0 +1,153 @@
+"""Outside review of the trigger's kill rule (``core/kill.py``), case by case, through Airflow's own code.
+
+Each test drives a real DAG run in the metadata DB (``tests/airflow_run.py``: Airflow's own clear,
+mark and scheduling functions), Airflow's own ``TriggerRunner.run_trigger`` (``tests.compat``), and
+the supervisor's own ``update_triggers`` bookkeeping (``tests/test_kill_signals.py``); the kill rule
+reads the task instance's state from the metadata DB, as Airflow 2.11 does and as the triggerer's
+supervisor answers it on 3.x.
+
+Where a trigger can be stopped while its task instance is no longer ``deferred`` without a user's
+kill (Airflow 3.3.2, ``airflow/jobs/triggerer_job_runner.py``):
+
+* its event fired: ``run_trigger`` appends the event only after ``run()`` yielded it, and our
+  ``run()`` returns right after the yield, so a later cancel finds the trigger finished (or in
+  ``run_trigger``'s ``finally``, outside the ``except`` that calls ``on_kill``);
+* a trigger timeout (the scheduler's ``check_trigger_timeouts`` sets ``scheduled``): 3.3's
+  ``run_trigger`` re-raises without ``on_kill`` once ``timeout_after`` passed; before 3.3 our own
+  deadline has passed (the operator's deferral timeout is the deadline plus a grace period);
+* a takeover race: the other triggerer fired (the job is DONE) before the old one's kill read the
+  state, which then cancels a DONE job: harmless, nothing reports it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from airflow_bqjobs.triggers import job as trigger_module
+from tests.airflow_context import rebuild_trigger
+from tests.compat import TaskDeferred, TriggerRunnerHarness, requires_airflow
+from tests.test_cancel_on_kill import async_wait_until, polled, the_job
+from tests.test_kill_signals import finish_on_another_triggerer, start_deferred, stop_through_update_triggers
+
+pytestmark = requires_airflow("3.1", "tests/airflow_run.py builds a real DAG run through DBDagBag")
+
+
+@pytest.fixture(autouse=True)
+def long_jobs(emulator):
+    emulator.set_defaults(pending_s=0, running_s=120)
+    return emulator
+
+
+async def stop(triggerer, airflow: str, monkeypatch) -> None:
+    """How Airflow stops a trigger whose task left ``deferred``: 3.3 ``on_kill``, older a plain cancel."""
+    if airflow == "3.3 on_kill":
+        if not trigger_module.TRIGGER_ON_KILL:
+            pytest.skip("Airflow < 3.3 calls no trigger on_kill")
+        await stop_through_update_triggers(triggerer, 1)
+    else:
+        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+        await triggerer.shut_down(1)
+
+
+async def stopped(fake_bq, job_id):
+    job = await async_wait_until(
+        lambda: (j := next(j for j in fake_bq.jobs if j["job_id"] == job_id))["state"] == "DONE" and j,
+        what="the old job to stop")
+    assert job["error_result"]["reason"] == "stopped"
+
+
+@pytest.mark.parametrize("airflow", ["3.3 on_kill", "pre-3.3 plain cancel"])
+async def test_cleared_deferred_task_whose_next_try_already_runs_cancels_the_old_job(
+        fake_bq, register_dag, monkeypatch, airflow):
+    """A clear of a deferred task, and the scheduler is quick: when the old trigger reads the state, the
+    cleared try already runs (and has submitted its own job, under the cleared run's new ID). Seen from a
+    trigger, ``running`` is the task having left ``deferred``, as ``scheduled``/``queued`` are."""
+    run, op, context, trigger, triggerer, job_id = await start_deferred(
+        fake_bq, register_dag, f"review_clear_running_{airflow[:3].replace('.', '')}")
+    run.clear_task("query")
+    cleared_try = run.start_try("query")
+    assert run.state("query") == "running" and cleared_try["ti"].try_number == 2
+    with pytest.raises(TaskDeferred) as deferred:
+        await asyncio.to_thread(op.execute, cleared_try)
+    new_id = deferred.value.trigger.ref.job_id
+    assert new_id != job_id and len(fake_bq.jobs) == 2  # the cleared try does not reattach: a second job
+
+    await stop(triggerer, airflow, monkeypatch)
+    await stopped(fake_bq, job_id)
+    assert [c["job_id"] for c in fake_bq.calls_for("cancel")] == [job_id]
+
+
+@pytest.mark.parametrize("airflow", ["3.3 on_kill", "pre-3.3 plain cancel"])
+async def test_reattach_on_clear_keeps_the_job_when_the_cleared_try_already_runs(
+        fake_bq, register_dag, monkeypatch, airflow):
+    run, op, context, trigger, triggerer, job_id = await start_deferred(
+        fake_bq, register_dag, f"review_clear_running_reattach_{airflow[:3].replace('.', '')}",
+        reattach_on_clear=True)
+    run.clear_task("query")
+    cleared_try = run.start_try("query")
+    await stop(triggerer, airflow, monkeypatch)
+    await asyncio.sleep(0.3)
+    assert fake_bq.calls_for("cancel") == [] and the_job(fake_bq)["state"] == "RUNNING"
+    with pytest.raises(TaskDeferred) as deferred:
+        await asyncio.to_thread(op.execute, cleared_try)
+    assert deferred.value.trigger.ref.job_id == job_id and len(fake_bq.jobs) == 1
+    await finish_on_another_triggerer(fake_bq, op, cleared_try, deferred.value.trigger, job_id)
+
+
+async def test_a_cancel_right_after_the_trigger_fired_reaches_no_kill_and_the_task_succeeds(fake_bq, register_dag):
+    """The event reaches the runner's queue only once ``run()`` yielded it, and our ``run()`` returns
+    right after the yield. Here the task is resumed (``scheduled``, as ``Trigger.submit_event`` sets it)
+    and the trigger cancelled as a user action at the very moment the event is queued: the cancel
+    lands in ``run_trigger``'s ``finally``, outside the ``except`` that calls ``on_kill``; on older
+    Airflow, outside our ``run()``. Nothing cancels the job; the task resumes and succeeds."""
+    from collections import deque
+
+    from airflow.jobs import triggerer_job_runner
+
+    run, op, context, trigger, triggerer, job_id = await start_deferred(fake_bq, register_dag, "review_fired")
+    task = triggerer.runner.triggers[1]["task"]
+    user_action = getattr(triggerer_job_runner, "_USER_ACTION_CANCEL_MSG", None)
+
+    class CancelOnEvent(deque):
+        def append(self, entry):
+            super().append(entry)
+            run.set_state("query", "scheduled")
+            task.cancel(user_action)
+
+    triggerer.runner.events = CancelOnEvent()
+    await asyncio.gather(task, return_exceptions=True)
+    ((_, event),) = triggerer.events
+    await asyncio.sleep(0.3)
+    assert fake_bq.calls_for("cancel") == []
+    result = await asyncio.to_thread(op.execute_complete, context, event.payload)
+    assert result["jobId"] == job_id and the_job(fake_bq)["error_result"] is None
+
+
+@pytest.mark.parametrize("airflow", ["3.3 on_kill", "pre-3.3 plain cancel"])
+async def test_takeover_race_after_the_other_triggerer_fired_cancels_only_a_done_job_and_the_result_stands(
+        fake_bq, register_dag, monkeypatch, airflow):
+    """The other triggerer took the trigger over and fired (job DONE, task ``scheduled``) before the old
+    triggerer's kill read the state: the kill cancels a DONE job, which BigQuery ignores."""
+    from airflow_bqjobs.triggers.job import DONE
+
+    run, op, context, trigger, triggerer, job_id = await start_deferred(
+        fake_bq, register_dag, f"review_takeover_fired_{airflow[:3].replace('.', '')}")
+    if airflow == "3.3 on_kill" and not trigger_module.TRIGGER_ON_KILL:
+        pytest.skip("Airflow < 3.3 calls no trigger on_kill")
+    await triggerer.shut_down(1)  # out of the way: the copy below is the old triggerer's, read late
+    await async_wait_until(lambda: the_job(fake_bq)["state"] == "DONE", what="the job to finish")
+    run.set_state("query", "scheduled")  # the other triggerer's event resumed the task
+    old = rebuild_trigger(trigger)  # the old triggerer's copy, whose kill reads the state late
+    old.task_instance = trigger.task_instance
+    if airflow == "3.3 on_kill":
+        await old.on_kill()
+    else:
+        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+        await old._cancel_if_killed()
+    assert len(fake_bq.calls_for("cancel")) == 1
+    job = the_job(fake_bq)
+    assert job["state"] == "DONE" and job["error_result"] is None
+    result = await asyncio.to_thread(op.execute_complete, context, {"status": DONE, "job": old.ref.to_api()})
+    assert result["jobId"] == job_id
