@@ -151,3 +151,44 @@ async def test_takeover_race_after_the_other_triggerer_fired_cancels_only_a_done
     assert job["state"] == "DONE" and job["error_result"] is None
     result = await asyncio.to_thread(op.execute_complete, context, {"status": DONE, "job": old.ref.to_api()})
     assert result["jobId"] == job_id
+
+
+async def keep_the_default_executor_busy(stop: asyncio.Event, backlog_s: float) -> None:
+    """Other work of the triggerer process on asyncio's default thread pool (other providers' triggers'
+    ``sync_to_async``/``to_thread`` calls, Airflow's own async log calls): a steady queue of
+    ``backlog_s`` seconds in front of anything else submitted there."""
+    import os
+    import time
+
+    loop = asyncio.get_running_loop()
+    workers, sleep_s = min(32, (os.cpu_count() or 1) + 4), 0.25
+    pending: set = set()
+    while not stop.is_set():
+        while len(pending) < workers * backlog_s / sleep_s:
+            pending.add(loop.run_in_executor(None, time.sleep, sleep_s))
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.gather(*pending)
+
+
+@pytest.mark.parametrize("airflow", ["3.3 on_kill", "pre-3.3 plain cancel"])
+async def test_a_user_kill_cancels_even_when_the_default_thread_pool_is_busy(
+        fake_bq, register_dag, monkeypatch, airflow):
+    """The kill's state read has a bound (``STATE_CHECK_TIMEOUT``, 10 s; 1 s here, against a 2 s queue),
+    past which the job is left running. It must not queue behind the rest of the triggerer's work in
+    asyncio's shared default pool, or a busy triggerer turns a user's mark-failed into "state
+    unreadable": the job runs on."""
+    real_add_rule = fake_bq.add_rule  # a job that outlasts the queue: only a cancel can stop it
+    monkeypatch.setattr(fake_bq, "add_rule", lambda **kw: real_add_rule(**{**kw, "running_s": 60}))
+    run, op, context, trigger, triggerer, job_id = await start_deferred(
+        fake_bq, register_dag, f"review_busy_pool_{airflow[:3].replace('.', '')}")
+    monkeypatch.setattr(trigger_module, "STATE_CHECK_TIMEOUT", 1.0)
+    stop_busy = asyncio.Event()
+    busy = asyncio.create_task(keep_the_default_executor_busy(stop_busy, backlog_s=2.0))
+    try:
+        await asyncio.sleep(0.5)
+        run.mark("query", "failed")
+        await stop(triggerer, airflow, monkeypatch)
+        await stopped(fake_bq, job_id)
+    finally:
+        stop_busy.set()
+        await busy

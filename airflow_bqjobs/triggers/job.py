@@ -170,8 +170,10 @@ class BigQueryJobTrigger(BaseTrigger):
         return self._event(TIMEOUT, message=message)
 
     async def _cancel(self, hook, why: str) -> None:
-        try:
-            job = await asyncio.to_thread(hook.cancel_job, self.ref)
+        from airflow_bqjobs.hooks.shared import executor
+
+        try:  # in the pool of our BigQuery calls, not asyncio's default pool that every trigger shares
+            job = await asyncio.get_running_loop().run_in_executor(executor(), hook.cancel_job, self.ref)
             self.log.info("Requested cancellation of job %s (%s); state %s", self.ref, why, job_state(job))
         except Exception:
             self.log.exception("Could not cancel job %s (%s); it may still be running", self.ref, why)
@@ -212,7 +214,7 @@ class BigQueryJobTrigger(BaseTrigger):
             try:
                 state = await asyncio.wait_for(task_instance_state(self.task_instance), STATE_CHECK_TIMEOUT)
             except Exception as exc:
-                self.log.warning("Cannot read the task's state (%s)", exc)
+                self.log.warning("Cannot read the task's state (%r)", exc)
                 state = UNKNOWN
         if not may_cancel(state, reattach_on_clear=self.reattach_on_clear, retry_left=None, trigger=True):
             self.log.info("Trigger stopped (%s): job %s left running for the try that follows it", why(state), self.ref)
