@@ -27,8 +27,8 @@ import pytest
 
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import rebuild_trigger
-from tests.compat import TaskDeferred, TriggerRunnerHarness, requires_airflow
-from tests.test_cancel_on_kill import async_wait_until, polled, the_job
+from tests.compat import TaskDeferred, requires_airflow
+from tests.test_cancel_on_kill import async_wait_until, the_job
 from tests.test_kill_signals import finish_on_another_triggerer, start_deferred, stop_through_update_triggers
 
 pytestmark = requires_airflow("3.1", "tests/airflow_run.py builds a real DAG run through DBDagBag")
