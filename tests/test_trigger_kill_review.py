@@ -27,9 +27,9 @@ import pytest
 
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import rebuild_trigger
-from tests.compat import TaskDeferred, requires_airflow
+from tests.compat import TaskDeferred, TriggerRunnerHarness, requires_airflow
 from tests.test_cancel_on_kill import async_wait_until, the_job
-from tests.test_kill_signals import finish_on_another_triggerer, start_deferred, stop_through_update_triggers
+from tests.test_kill_signals import start_deferred, stop_through_update_triggers
 
 pytestmark = requires_airflow("3.1", "tests/airflow_run.py builds a real DAG run through DBDagBag")
 
@@ -38,6 +38,20 @@ pytestmark = requires_airflow("3.1", "tests/airflow_run.py builds a real DAG run
 def long_jobs(emulator):
     emulator.set_defaults(pending_s=0, running_s=120)
     return emulator
+
+
+async def finish_on_another_triggerer(fake_bq, op, context, trigger, job_id):
+    """The triggerer that takes over rebuilds the trigger from the DB's kwargs and follows the job to DONE."""
+    other = TriggerRunnerHarness()
+    rebuilt = rebuild_trigger(trigger)
+    rebuilt.task_instance = trigger.task_instance
+    await asyncio.wait_for(other.start(rebuilt, 2), 15)
+    ((_, event),) = other.events
+    result = await asyncio.to_thread(op.execute_complete, context, event.payload)
+    assert result["jobId"] == job_id
+    job = the_job(fake_bq)
+    assert len(fake_bq.jobs) == 1 and job["state"] == "DONE" and job["error_result"] is None
+    assert fake_bq.calls_for("cancel") == []
 
 
 async def stop(triggerer, airflow: str, monkeypatch) -> None:
