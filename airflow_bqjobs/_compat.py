@@ -111,6 +111,11 @@ def current_task_state(ti) -> str | None:
     except ImportError:  # Airflow 2
         task_runner = None
     if task_runner is not None and getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
+        # A triggerer's channel whose reader has ended (3.0-3.2 shutdown: arun's finally cancels it,
+        # then the triggers are cancelled) would never deliver the answer: fail now, not hang.
+        reader = getattr(task_runner.SUPERVISOR_COMMS, "_reader_task", None)
+        if reader is not None and reader.done():
+            raise RuntimeError("the triggerer's supervisor channel is closed (the triggerer is stopping)")
         states = task_runner.RuntimeTaskInstance.get_task_states(
             dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
         )

@@ -234,3 +234,40 @@ async def test_a_task_marked_failed_before_a_triggerer_picked_up_its_trigger_can
     assert Trigger.ids_for_triggerer(987654) == [] and Trigger.bulk_fetch([trigger_id]) == {}
     await asyncio.sleep(1.0)
     await stopped(fake_bq, job_id)
+
+
+async def test_a_state_read_after_the_triggerers_channel_closed_fails_at_once(monkeypatch):
+    """Airflow 3.0-3.2 triggerer shutdown: ``TriggerRunner.arun``'s ``finally`` cancels the channel's
+    reader task, then ``asyncio.run`` cancels the triggers, whose kill rule (a plain cancel there) reads
+    the state through that channel. A request whose answer nobody reads would hang the read for
+    ``STATE_CHECK_TIMEOUT`` and leave a thread blocked for good, so that the runner process does not
+    exit and its supervisor escalates to SIGKILL. The read fails at once instead (state unknown: the
+    job is left to the trigger that follows it, as a shutdown should). Airflow 3 only (2.11 reads the DB)."""
+    import socket
+    import time
+
+    triggerer_job_runner = pytest.importorskip("airflow.jobs.triggerer_job_runner")
+    task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner")
+    decoder_class = getattr(triggerer_job_runner, "TriggerCommsDecoder", None)
+    if decoder_class is None or not hasattr(decoder_class, "start_reader"):
+        pytest.skip("this Airflow's triggerer has no async supervisor channel")
+    from types import SimpleNamespace
+
+    from airflow_bqjobs._compat import task_instance_state
+
+    runner_end, supervisor_end = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=runner_end)
+    comms = decoder_class(async_writer=writer, async_reader=reader, socket=runner_end)  # default: fd 0
+    await comms.start_reader()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    comms._reader_task.cancel()  # what arun's finally does before asyncio.run cancels the triggers
+    await asyncio.gather(comms._reader_task, return_exceptions=True)
+    ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception, match="channel"):
+            await asyncio.wait_for(task_instance_state(ti), 3.0)
+    finally:
+        writer.close()
+        supervisor_end.close()
+    assert time.monotonic() - started < 1.0
