@@ -72,11 +72,29 @@ async def task_instance_state(task_instance) -> str | None:
 
     ``None`` when it has no state (cleared) or no longer exists; raises when it cannot be read. Airflow 3
     asks the API server through the triggerer's supervisor; Airflow 2 reads the metadata DB.
-    """
-    from asgiref.sync import sync_to_async
 
-    # Not thread-sensitive: reads of several triggers killed at once must not queue on one thread.
-    return await sync_to_async(current_task_state, thread_sensitive=False)(task_instance)
+    The read runs in a pool of its own (:func:`_state_reader`): not on one thread (reads of several
+    triggers killed at once must not queue on each other), and not in asyncio's default pool, which
+    every trigger of the triggerer and Airflow's own async logging share: a kill's read is bounded,
+    and must not time out behind their work.
+    """
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(_state_reader(), current_task_state, task_instance)
+
+
+_STATE_READERS: dict = {}  # pid -> ThreadPoolExecutor (a forked child builds its own)
+
+
+def _state_reader():
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    pid = os.getpid()
+    pool = _STATE_READERS.get(pid)
+    if pool is None:
+        pool = _STATE_READERS.setdefault(pid, ThreadPoolExecutor(4, thread_name_prefix="bqjobs-task-state"))
+    return pool
 
 
 def current_task_state(ti) -> str | None:
@@ -93,6 +111,11 @@ def current_task_state(ti) -> str | None:
     except ImportError:  # Airflow 2
         task_runner = None
     if task_runner is not None and getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
+        # A triggerer's channel whose reader has ended (3.0-3.2 shutdown: arun's finally cancels it,
+        # then the triggers are cancelled) would never deliver the answer: fail now, not hang.
+        reader = getattr(task_runner.SUPERVISOR_COMMS, "_reader_task", None)
+        if reader is not None and reader.done():
+            raise RuntimeError("the triggerer's supervisor channel is closed (the triggerer is stopping)")
         states = task_runner.RuntimeTaskInstance.get_task_states(
             dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
         )

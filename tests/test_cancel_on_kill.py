@@ -251,13 +251,14 @@ async def first_of(trigger):
 @pytest.mark.parametrize(
     ("state", "cancel_on_kill", "cancelled"),
     [("failed", True, True), ("success", True, True), (None, True, True), ("restarting", True, True),
-     ("deferred", True, False), ("up_for_retry", True, False), ("scheduled", True, True), ("running", True, False),
+     ("deferred", True, False), ("up_for_retry", True, False), ("scheduled", True, True), ("running", True, True),
      (ConnectionError("API server down"), True, False), ("failed", False, False)],
 )
 async def test_pre_3_3_fallback_cancels_only_when_the_task_left_deferred(fake_bq, old_airflow, state, cancel_on_kill,
                                                                         cancelled):
     """failed/success: marked by a user; None/restarting: cleared; deferred: a restart or a takeover;
-    up_for_retry/scheduled/running: a try follows the job (Airflow 2's own trigger timeout: see below)."""
+    up_for_retry: a try follows the job; scheduled/running: cleared, the cleared try already queued or
+    running (Airflow's own trigger timeout: see below)."""
     old_airflow["now"] = state
     op = submit(cancel_on_kill=cancel_on_kill)
     _, deferred = defer(op)

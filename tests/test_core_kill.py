@@ -35,9 +35,9 @@ def test_an_unreadable_or_unknown_state_keeps_the_job():
     assert not may_cancel("some_future_state", reattach_on_clear=False, retry_left=False)
 
 
-@pytest.mark.parametrize("state", ["scheduled", "queued"])
+@pytest.mark.parametrize("state", ["scheduled", "queued", "running"])
 def test_a_trigger_whose_task_was_cleared_while_deferred_cancels_unless_reattach_on_clear(state):
-    # A takeover or a restart keeps the task deferred; scheduled/queued again means a clear (new job ID).
+    # A takeover or a restart keeps the task deferred; scheduled/queued/running again means a clear (new job ID).
     assert may_cancel(state, reattach_on_clear=False, retry_left=None, trigger=True)
     assert not may_cancel(state, reattach_on_clear=True, retry_left=None, trigger=True)
     assert not may_cancel(state, reattach_on_clear=False, retry_left=True)  # a worker's retry follows

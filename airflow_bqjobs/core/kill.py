@@ -24,10 +24,15 @@ CLEARED = frozenset({None, "restarting"})
 # A try of the task instance waits for, or is about to take over, the job: a retry, a reschedule,
 # another triggerer (takeover), a newer try that reattached.
 FOLLOWED = frozenset({"up_for_retry", "up_for_reschedule", "scheduled", "queued", "deferred"})
-# For a trigger, a task instance already scheduled or queued again was cleared while deferred (a
-# takeover or a triggerer restart keeps it ``deferred``; a fired trigger is not killed): its next try
-# starts a new job unless reattach_on_clear. For a worker's try they are its retry, which follows.
-CLEARED_WHILE_DEFERRED = frozenset({"scheduled", "queued"})
+# For a trigger, a task instance already scheduled, queued or running again left ``deferred`` while
+# the trigger still waited: it was cleared, and its next try starts a new job unless reattach_on_clear
+# (with a quick scheduler the cleared try already runs, and has submitted that job, when the old
+# trigger reads the state). A takeover or a triggerer restart keeps it ``deferred``; a trigger that
+# fired is never killed (its ``run()`` has returned); a trigger timeout is past the trigger's own
+# deadline (3.3 calls no ``on_kill`` then); in a takeover race where the other triggerer fired first
+# the job is DONE, and cancelling it changes nothing. For a worker's try they are its retry, which
+# follows (and ``running`` is decided by ``retry_left``).
+CLEARED_WHILE_DEFERRED = frozenset({"scheduled", "queued", "running"})
 # The state could not be read (API server / metadata DB unreachable).
 UNKNOWN = "<unknown>"
 
@@ -39,8 +44,8 @@ def may_cancel(state: str | None, *, reattach_on_clear: bool, retry_left: bool |
     ``retry_left``: whether the stopped try still had a retry (``try_number <= max_tries``); ``None``
     when the caller cannot tell (a trigger). It matters only for ``running``: that is either a newer
     try (which follows the job) or this very try being shut down (worker eviction, lost heartbeats),
-    whose retry reattaches if it has one. ``trigger``: the caller is a trigger (see
-    :data:`CLEARED_WHILE_DEFERRED`).
+    whose retry reattaches if it has one. ``trigger``: the caller is a trigger, for which
+    ``scheduled``/``queued``/``running`` mean a clear (see :data:`CLEARED_WHILE_DEFERRED`).
     """
     if state == UNKNOWN:
         return False  # cannot prove that no try follows: the next try finds the job (jobTimeoutMs bounds it)

@@ -177,8 +177,10 @@ class BigQueryJobTrigger(BaseTrigger):
         return self._event(TIMEOUT, message=message)
 
     async def _cancel(self, hook, why: str) -> None:
-        try:
-            job = await asyncio.to_thread(hook.cancel_job, self.ref)
+        from airflow_bqjobs.hooks.shared import executor
+
+        try:  # in the pool of our BigQuery calls, not asyncio's default pool that every trigger shares
+            job = await asyncio.get_running_loop().run_in_executor(executor(), hook.cancel_job, self.ref)
             self.log.info("Requested cancellation of job %s (%s); state %s", self.ref, why, job_state(job))
         except Exception:
             self.log.exception("Could not cancel job %s (%s); it may still be running", self.ref, why)
