@@ -12,6 +12,13 @@ The rule, per watched job:
   **unlisted**: it is read on its own waiters' poll schedule until a list shows it again;
   not found is re-read briefly (eventual consistency), then wakes the waiters that do not accept
   "not there yet" (``not_found_ok``) with an error, and keeps the others reading on schedule.
+* progress: a list entry is handed to a waiter's ``on_update`` at most once per its
+  ``update_interval`` (default: its ``poll_interval``; the trigger asks for one per progress line,
+  so once a minute); the other entries of a list are decoded straight
+  into ``Listed`` tuples (:func:`list_entry_hook`), which the garbage collector does not track.
+  A list of N running jobs every round would otherwise add N x ~5 containers to the collector's
+  oldest generation each round, and at N = 5,000 its full collections (100-300 ms each, the
+  triggerer's event loop stopped meanwhile) came every few seconds.
 * a list that fails persistently (``FALLBACK_AFTER`` transient failures in a row, or one permanent
   error such as a missing ``bigquery.jobs.list`` permission) switches to **fallback**: every job
   read on its schedule, the list retried every ``FALLBACK_RETRY_S``.
@@ -20,7 +27,7 @@ The rule, per watched job:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Collection, Iterable, Iterator
 
 from airflow_bqjobs.core.backoff import backoff_delays, poll_intervals
 
@@ -35,11 +42,41 @@ CREATION_MARGIN_MS = 60_000
 DONE_OUTCOME, NOT_FOUND_OUTCOME, ERROR_OUTCOME = "done", "not_found", "error"
 
 
+# One ``jobs.list`` entry, reduced: ``(job_id, state, created_ms, entry)``, ``entry`` the whole entry
+# (kept for a waiter's progress) or None. A plain tuple: with atomic items only, the garbage collector
+# stops tracking it (it does not do that for a NamedTuple, a tuple subclass).
+Listed = tuple
+
+
+def listed(entry: dict | Listed, keep: Collection[str] | None = None) -> Listed:
+    """``entry`` reduced; the whole entry is kept if ``keep`` is None or holds its job ID."""
+    if isinstance(entry, tuple):
+        return entry
+    job_id = (entry.get("jobReference") or {}).get("jobId")
+    state = entry.get("state") or (entry.get("status") or {}).get("state")
+    return (job_id, state, _creation_ms(entry), entry if keep is None or job_id in keep else None)
+
+
+def list_entry_hook(keep: Collection[str]) -> Callable[[dict], Any]:
+    """A ``json.loads`` ``object_hook`` for a ``jobs.list`` page: each job entry becomes a ``Listed``
+    tuple as soon as it is decoded (holding the whole entry only for job IDs in ``keep``); every other
+    object stays a dict."""
+
+    def hook(obj: dict) -> Any:
+        ref = obj.get("jobReference")
+        if isinstance(ref, dict) and "jobId" in ref:
+            return listed(obj, keep)
+        return obj
+
+    return hook
+
+
 @dataclass(eq=False)
 class Waiter:
     """One trigger waiting on one job. ``deliver`` receives ``(DONE_OUTCOME, resource)``,
-    ``(NOT_FOUND_OUTCOME, None)`` or ``(ERROR_OUTCOME, message)`` once; ``on_update`` (optional) every job state the poller sees while
-    the job runs (a list entry, minimal projection, or a resource): progress for free."""
+    ``(NOT_FOUND_OUTCOME, None)`` or ``(ERROR_OUTCOME, message)`` once; ``on_update`` (optional) the job's state while it runs: a list
+    entry (minimal projection) at most once per ``update_interval`` (None: ``poll_interval``), and
+    every resource read: progress for free."""
 
     job_id: str
     location: str | None
@@ -48,6 +85,7 @@ class Waiter:
     not_found_ok: bool = False
     not_found_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     on_update: Callable[[dict], None] | None = None
+    update_interval: float | None = None
 
 
 @dataclass(eq=False)
@@ -64,6 +102,7 @@ class Watch:
     schedule: Iterator[float] | None = None
     not_found: Iterator[float] | None = None
     backoff: Iterator[float] | None = None
+    updated_at: float | None = None  # when the waiters' on_update last got a state
 
     @property
     def poll_interval(self) -> float:
@@ -117,25 +156,32 @@ class PollBook:
             return None
         return max(0, min(times) - CREATION_MARGIN_MS)
 
-    def after_list(self, entries: Iterable[dict], now: float, started: float | None = None) -> list[Watch]:
+    def progress_wanted(self, now: float) -> frozenset[str]:
+        """Job IDs whose whole list entry the next list should keep: a waiter wants progress
+        (``on_update``) and its job's last update is at least that waiter's ``update_interval`` old."""
+        return frozenset(job_id for job_id, w in self.watches.items() if _update_due(w, now))
+
+    def after_list(self, entries: Iterable[dict | Listed], now: float, started: float | None = None) -> list[Watch]:
         """Apply a successful list of pending/running jobs; returns the watches to read now.
 
-        ``started``: when the list was sent; a job registered after that is left to the next list.
+        ``entries``: the list's entries, as dicts or :class:`Listed` (only those holding their entry
+        update the waiters' progress). ``started``: when the list was sent; a job registered after
+        that is left to the next list.
         """
         self.list_failures, self._list_backoff, self.fallback = 0, None, False
         running = {}
-        for entry in entries:
-            job_id = (entry.get("jobReference") or {}).get("jobId")
-            state = entry.get("state") or (entry.get("status") or {}).get("state")
+        for item in entries:
+            job_id, state, created_ms, entry = listed(item)
             if job_id in self.watches and state != "DONE":
-                running[job_id] = entry
+                running[job_id] = (created_ms, entry)
         to_read = []
         for job_id, watch in self.watches.items():
-            entry = running.get(job_id)
-            if entry is not None:
+            item = running.get(job_id)
+            if item is not None:
                 watch.listed, watch.read_at, watch.schedule, watch.backoff = True, None, None, None
-                watch.created_ms = watch.created_ms or _creation_ms(entry)
-                _update(watch, entry)
+                watch.created_ms = watch.created_ms or item[0]
+                if item[1] is not None:
+                    _update(watch, item[1], now)
             elif watch.read_at is None and not watch.listed and started is not None and watch.added_at > started:
                 continue  # registered while this list was in flight
             elif watch.listed or watch.read_at is None:
@@ -192,7 +238,7 @@ class PollBook:
             for waiter in list(watch.waiters):
                 self._finish(watch, waiter, (DONE_OUTCOME, job))
             return
-        _update(watch, job)
+        _update(watch, job, now)
         watch.read_at = now + self._next_scheduled(watch)
 
     def read_failed(self, watch: Watch, message: str, transient: bool, now: float) -> float | None:
@@ -225,7 +271,16 @@ def _creation_ms(job: dict) -> int | None:
         return None
 
 
-def _update(watch: Watch, job: dict) -> None:
+def _update_due(watch: Watch, now: float) -> bool:
+    for waiter in watch.waiters:
+        if waiter.on_update is not None and (watch.updated_at is None or now - watch.updated_at >= (
+                waiter.poll_interval if waiter.update_interval is None else waiter.update_interval)):
+            return True
+    return False
+
+
+def _update(watch: Watch, job: dict, now: float) -> None:
+    watch.updated_at = now
     for waiter in watch.waiters:
         if waiter.on_update is not None:
             try:

@@ -11,6 +11,7 @@ explicit emulator endpoint that refuses connections fails at once: nothing is li
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -181,21 +182,25 @@ class BigQueryJobsHook(BaseHook):
         """Fill the reference's missing project and location from the hook."""
         return ref.with_defaults(self.project_id, self.location)
 
-    def _request(self, method: str, path: str, *, retry: Any = _DEFAULT, params: dict | None = None, data: Any = None):
+    def _request(self, method: str, path: str, *, retry: Any = _DEFAULT, params: dict | None = None, data: Any = None,
+                 object_hook: Callable[[dict], Any] | None = None):
         """One REST call through the client's authorised session: raw resources, our retry rule.
 
         The client's job objects are not used: their ``to_api_repr()`` drops ``status`` and
         ``statistics`` for query jobs, and we want BigQuery's resource exactly as sent.
+        ``object_hook``: decode the answer with ``json.loads(..., object_hook=object_hook)``.
         """
         retry = self.retry if retry is _DEFAULT else retry
         query = {k: v for k, v in (params or {}).items() if v is not None}
 
         def call():
-            return self._guarded(
+            answer = self._guarded(
                 lambda: self.client._connection.api_request(
-                    method=method, path=path, query_params=query, data=data, timeout=self.request_timeout
+                    method=method, path=path, query_params=query, data=data, timeout=self.request_timeout,
+                    expect_json=object_hook is None,
                 )
             )
+            return answer if object_hook is None else json.loads(answer, object_hook=object_hook)
 
         return self._retried(retry, call, f"{method} {path}")
 
@@ -332,8 +337,12 @@ class BigQueryJobsHook(BaseHook):
         projection: str = "full",
         page_size: int = 1000,
         retry: Any = _DEFAULT,
+        object_hook: Callable[[dict], Any] | None = None,
     ) -> Iterator[dict]:
-        """Job list entries, newest first, paging through ``jobs.list`` lazily up to ``max_results``."""
+        """Job list entries, newest first, paging through ``jobs.list`` lazily up to ``max_results``.
+
+        ``object_hook``: each page is decoded with ``json.loads(..., object_hook=object_hook)`` (the
+        shared poller turns entries into small tuples as they are decoded)."""
         params = {
             "allUsers": all_users or None,
             "stateFilter": list(state_filter) or None,
@@ -347,7 +356,8 @@ class BigQueryJobsHook(BaseHook):
         token = None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
-            page = self._request("GET", path, retry=retry, params={**params, "maxResults": size, "pageToken": token})
+            page = self._request("GET", path, retry=retry, params={**params, "maxResults": size, "pageToken": token},
+                                 object_hook=object_hook)
             for job in page.get("jobs", [])[: remaining if remaining is not None else None]:
                 yield job
                 if remaining is not None:

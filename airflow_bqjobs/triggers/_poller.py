@@ -36,7 +36,7 @@ import weakref
 from typing import Any, Callable
 
 from airflow_bqjobs.core.job_ref import JobRef
-from airflow_bqjobs.core.poll_book import PollBook, Waiter, Watch
+from airflow_bqjobs.core.poll_book import PollBook, Waiter, Watch, list_entry_hook
 from airflow_bqjobs.core.transient import is_transient
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ class JobPoller:
     # -- registration ----------------------------------------------------------------------------
 
     def watch(self, ref: JobRef, *, poll_interval: float, not_found_ok: bool = False,
-              not_found_delays: tuple[float, ...] = (), on_update: Callable[[dict], None] | None = None
-              ) -> asyncio.Future:
+              not_found_delays: tuple[float, ...] = (), on_update: Callable[[dict], None] | None = None,
+              update_interval: float | None = None) -> asyncio.Future:
         """Wait for job ``ref`` (of this poller's project); the future gets the poll book's outcome."""
         future = self.loop.create_future()
 
@@ -91,7 +91,8 @@ class JobPoller:
         if on_update is not None:  # called from the poller's task: log as the watching trigger does
             on_update = functools.partial(contextvars.copy_context().run, on_update)
         waiter = Waiter(ref.job_id, ref.location, float(poll_interval), deliver, not_found_ok=not_found_ok,
-                        not_found_delays=tuple(not_found_delays), on_update=on_update)
+                        not_found_delays=tuple(not_found_delays), on_update=on_update,
+                        update_interval=update_interval)
         future.waiter = waiter  # type: ignore[attr-defined]
         self.book.add(waiter, time.monotonic())
         self.ensure_running()
@@ -100,7 +101,13 @@ class JobPoller:
         return future
 
     def unwatch(self, future: asyncio.Future) -> None:
-        self.book.remove(future.waiter)  # type: ignore[attr-defined]
+        """The waiter of ``future`` leaves (every trigger calls this when its wait ends, however it ends)."""
+        waiter = getattr(future, "waiter", None)
+        if waiter is not None:
+            # Breaks the cycle future -> waiter -> deliver -> future: the wait's objects (and the job
+            # resource in the result) are freed now, not by the garbage collector's next full pass.
+            future.waiter = None  # type: ignore[attr-defined]
+            self.book.remove(waiter)
 
     def ensure_running(self) -> None:
         if self.book.watches and (self._task is None or self._task.done()):
@@ -146,8 +153,9 @@ class JobPoller:
         self.rounds += 1
         min_ms = self.book.min_creation_ms()
         started = time.monotonic()
+        keep = self.book.progress_wanted(started)
         try:
-            entries = await self._call(self._list, min_ms)
+            entries = await self._call(self._list, min_ms, keep)
         except Exception as exc:
             transient = is_transient(exc)
             pause = self.book.list_failed(permanent=not transient)
@@ -165,9 +173,11 @@ class JobPoller:
         self._interval = self.book.list_interval()
         return self._interval
 
-    def _list(self, min_ms: int | None) -> list[dict]:
+    def _list(self, min_ms: int | None, keep: frozenset[str]) -> list[tuple]:
+        """In the pool: the pages decoded straight into ``Listed`` tuples, whole entries only for ``keep``."""
         return list(self.hook.list_jobs(project_id=self.project_id, state_filter=STATES, projection="minimal",
-                                        min_creation_time_ms=min_ms, page_size=PAGE_SIZE, retry=None))
+                                        min_creation_time_ms=min_ms, page_size=PAGE_SIZE, retry=None,
+                                        object_hook=list_entry_hook(keep)))
 
     async def _read(self, watches: list[Watch]) -> None:
         if watches:

@@ -150,7 +150,8 @@ class BigQueryJobTrigger(BaseTrigger):
                 self.log.info(line)
 
         outcome = poller.watch(ref, poll_interval=self.poll_interval, not_found_ok=self.not_found_ok,
-                               not_found_delays=READ_AFTER_CONFLICT_DELAYS, on_update=log_progress)
+                               not_found_delays=READ_AFTER_CONFLICT_DELAYS, on_update=log_progress,
+                               update_interval=progress.interval)  # no more states than progress lines
         try:
             while not outcome.done():
                 left = self._seconds_left()
