@@ -10,4 +10,5 @@
 # SQLite DB) is not built for nothing. BQJOBS_KEEP_DEPLOYMENT=1 keeps the deployment's AIRFLOW_HOME.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-exec bash scripts/test.sh -m "deployment and not soak" tests/deployment "$@"
+# One process: the session fixture starts one deployment (and -s shows its progress live).
+BQJOBS_TEST_WORKERS=0 exec bash scripts/test.sh -m "deployment and not soak" tests/deployment "$@"

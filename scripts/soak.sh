@@ -14,4 +14,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 limit=$(( ${BQJOBS_SOAK_CHAOS_S:-150} + ${BQJOBS_SOAK_DRAIN_S:-420} + 600 ))
 exec timeout --signal=TERM --kill-after=60 "${limit%.*}" \
-    bash scripts/test.sh -m soak tests/deployment/test_celery_soak.py "$@"
+    env BQJOBS_TEST_WORKERS=0 bash scripts/test.sh -m soak tests/deployment/test_celery_soak.py "$@"

@@ -104,3 +104,18 @@ def emulator(fake_bq, monkeypatch):
 
     use_fake(monkeypatch, fake_bq.url)
     return fake_bq
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Figures a test reported with ``report_figures`` (tests/reliability/conftest.py), one section each;
+    read from the test reports, so they show under pytest-xdist too (this file is loaded there)."""
+    for reports in list(terminalreporter.stats.values()):
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "bqjobs_figures":
+                    title, lines = value
+                    terminalreporter.section(title)
+                    for line in lines:
+                        terminalreporter.write_line(line)

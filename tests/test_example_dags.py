@@ -3,12 +3,14 @@ against the HTTP fake: every task succeeds, deferrable ones really defer, and ru
 run again creates no job."""
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from tests.compat import dag_bag, run_dag, xcom_values
+from tests.pacing import check_often
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
 LOGICAL_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -20,7 +22,7 @@ def example_dags(airflow_db, fake_bq, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps({"conn_type": "bigquery_jobs", "extra": extra}))
     bag = dag_bag(EXAMPLES)
     assert bag.import_errors == {}
-    return bag.dags
+    return {dag_id: check_often(dag) for dag_id, dag in bag.dags.items()}  # no 1-2 s pauses between checks
 
 
 @pytest.fixture
@@ -38,8 +40,30 @@ def triggered_jobs(monkeypatch):
     return seen
 
 
-def test_quickstart_defers_succeeds_and_reruns_without_new_jobs(example_dags, fake_bq, triggered_jobs):
-    fake_bq.add_rule(running_s=1.5)  # long enough for the deferrable tasks to really defer
+@pytest.fixture
+def finish_once_deferred(fake_bq, monkeypatch):
+    """``finish_once_deferred(job_id_regex)``: a trigger that starts waiting on such a job moves the fake's
+    clock 60 s on, so a job that runs 60 s on that clock (``running_s``) ends once its task has really
+    deferred, however fast or slow dag.test() is, and no test waits for it in real time. A task that
+    does not defer finds the job RUNNING for 60 real seconds (and the test's deferral check fails)."""
+    from airflow_bqjobs.triggers.job import BigQueryJobTrigger
+
+    patterns, real_run = [], BigQueryJobTrigger.run
+
+    def run(self):
+        if any(re.search(p, self.ref.job_id) for p in patterns):
+            fake_bq.clock.advance(60)
+        return real_run(self)
+
+    monkeypatch.setattr(BigQueryJobTrigger, "run", run)
+    return patterns.append
+
+
+def test_quickstart_defers_succeeds_and_reruns_without_new_jobs(example_dags, fake_bq, triggered_jobs,
+                                                                 finish_once_deferred):
+    deferrable = "build_daily_totals|per_region"
+    fake_bq.add_rule(job_id=deferrable, running_s=60)  # still running when the deferrable tasks defer
+    finish_once_deferred(deferrable)
     dag = example_dags["example_bqjobs_quickstart"]
     run = run_dag(dag, LOGICAL_DATE)
     assert run.state == "success"
@@ -64,12 +88,14 @@ def _return_values(run, task_id):
     return xcom_values(run, task_id)
 
 
-def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_bq, triggered_jobs, monkeypatch):
+def test_lifecycle_cancels_uploads_reruns_lists_and_deletes(example_dags, fake_bq, triggered_jobs, monkeypatch,
+                                                           finish_once_deferred):
     # The "other team" task talks to BigQuery with google-cloud-bigquery, without a connection.
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
-    fake_bq.add_rule(job_id="runaway", running_s=60)  # still running when the cancel comes
-    fake_bq.add_rule(job_id="report", running_s=30)  # still running when the sensor starts (slow dag.test too): it defers
+    fake_bq.add_rule(job_id="runaway", running_s=300)  # still running when the cancel comes
+    fake_bq.add_rule(job_id="report", running_s=60)  # still running when the sensor starts: it defers
+    finish_once_deferred("other_team__report__")
     dag = example_dags["example_bqjobs_lifecycle"]
     run = run_dag(dag, LOGICAL_DATE)
     assert run.state == "success"

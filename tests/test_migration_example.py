@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pacing import check_often
+
 MIGRATED = Path(__file__).resolve().parent / "migration" / "example_bigquery_queries_bqjobs.py"
 LOGICAL_DATE = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
@@ -25,6 +27,7 @@ def migrated_dag(register_dag, fake_bq, monkeypatch):
     dag = bag.dags["bigquery_queries_bqjobs"]
     for task in dag.tasks:  # dag.test() waits out retry delays: no 5 minutes between tries here
         task.retry_delay = timedelta(0)
+    check_often(dag)  # nor 1 s or more between checks of a job
     return register_dag(dag)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pacing import check_often
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "run_examples.py"
 
 
@@ -23,6 +25,13 @@ def run_examples(airflow_db, fake_bq, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "run_examples", module)  # dataclasses look their module up
     spec.loader.exec_module(module)
+    real_load_dags = module.load_dags
+
+    def load_dags(folder, only):  # the DAG files as they are, checking the fake's jobs often (tests/pacing.py)
+        dags, import_errors = real_load_dags(folder, only)
+        return [check_often(dag) for dag in dags], import_errors
+
+    module.load_dags = load_dags
     return module
 
 

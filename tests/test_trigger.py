@@ -48,7 +48,10 @@ def test_request_timeouts_are_transient(fake_bq, hook):
     assert event["status"] == "done"
 
 
-def test_missing_job_and_permanent_errors_end_with_an_error_event(fake_bq, hook):
+def test_missing_job_and_permanent_errors_end_with_an_error_event(fake_bq, hook, monkeypatch):
+    import airflow_bqjobs.triggers.job as trigger_module
+
+    monkeypatch.setattr(trigger_module, "READ_AFTER_CONFLICT_DELAYS", (0.05, 0.05))  # the re-reads, not 7.75 s of them
     event = first_event(trigger_for({"projectId": "test-project", "jobId": "never_inserted"}))
     assert event["status"] == "error" and "not found" in event["message"]
 

@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite, and a terminal section for the chaos figures (printed whether
+"""Fixtures of the reliability suite, and the chaos figures for the terminal summary (printed whether
 or not pytest captures output)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from tests.emulator import fast_retries
 from tests.reliability.environment import point_at_fake
 
-_FIGURES = pytest.StashKey[list]()
+FIGURES_PROPERTY = "bqjobs_figures"  # tests/conftest.py's pytest_terminal_summary prints these
 
 
 @pytest.fixture
@@ -21,13 +21,7 @@ def emulator(fake_bq, monkeypatch):
 
 @pytest.fixture
 def report_figures(request):
-    """``report_figures(title, lines)``: shown in the terminal summary of the session."""
-    figures = request.config.stash.setdefault(_FIGURES, [])
-    return lambda title, lines: figures.append((title, list(lines)))
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    for title, lines in config.stash.get(_FIGURES, []):
-        terminalreporter.section(title)
-        for line in lines:
-            terminalreporter.write_line(line)
+    """``report_figures(title, lines)``: shown in the terminal summary of the session (tests/conftest.py
+    prints them). Carried in the test's report (``user_properties``), which pytest-xdist sends from the
+    worker that ran the test to the process that prints the summary."""
+    return lambda title, lines: request.node.user_properties.append((FIGURES_PROPERTY, (title, list(lines))))
