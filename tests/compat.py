@@ -99,9 +99,12 @@ def run_dag(dag, logical_date: datetime, **kwargs):
 
     2.11: a task's ``AirflowTaskTimeout`` (a ``BaseException`` there) escapes ``dag.test()`` after Airflow
     failed the task and called its ``on_kill``, ending the run early; the run is returned as it stands,
-    so put a task that times out last."""
+    so put a task that times out last. 2.11's rerun deletes the old run, whose ``dag_run_note`` has a
+    foreign key to the FAB auth manager's ``ab_user``: its models are imported first, as the webserver
+    and ``initdb`` do (a fresh process that never loaded them fails with NoReferencedTableError)."""
     if AIRFLOW_V3:
         return dag.test(logical_date=logical_date, run_after=logical_date, **kwargs)
+    import airflow.providers.fab.auth_manager.models  # noqa: F401  (2.11: the ab_user table, see above)
     from airflow.exceptions import AirflowTaskTimeout
     from airflow.models.dagrun import DagRun
 
