@@ -98,7 +98,6 @@ def deferred_in_a_real_run(register_dag, dag_id, **kw):
     return run, op, context
 
 
-@requires_airflow("3.1", "tests/airflow_run.py builds a real DAG run through DBDagBag")
 async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_bq, register_dag, monkeypatch):
     run, op, context = deferred_in_a_real_run(register_dag, "kill_user_deferred")
     _, deferred = defer(op, context)
