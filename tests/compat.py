@@ -241,8 +241,10 @@ def task_log_lines(capsys, caplog) -> list[str]:
 
     Airflow >= 3.1's task logger (structlog) prints to stdout (``capsys``); 2.11's and 3.0's go
     through the logging module (``caplog``). Request both fixtures and pass them."""
-    out = capsys.readouterr().out.splitlines()
-    return out + [f"[{r.levelname.lower()}] {r.getMessage()}" for r in caplog.records]
+    records = [(r.levelname.lower(), r.getMessage()) for r in caplog.records]
+    # 2.11/3.0: the root logger's handler also prints each record to stdout: that line is the record
+    out = [line for line in capsys.readouterr().out.splitlines() if not any(line.endswith(m) for _, m in records)]
+    return out + [f"[{level}] {message}" for level, message in records]
 
 
 # -- the triggerer ---------------------------------------------------------------------------------
