@@ -70,9 +70,16 @@ def run_created_not_before(context: Mapping[str, Any]) -> datetime | None:
     return min(known) - CLOCK_SKEW if known else None
 
 
-def is_tasks_test() -> bool:
-    """Whether this task runs under ``airflow tasks test`` (which sets ``AIRFLOW_TEST_MODE=True``; nothing else does)."""
-    return os.environ.get("AIRFLOW_TEST_MODE", "").strip().lower() == "true"
+def is_tasks_test(context: Mapping[str, Any] | None = None) -> bool:
+    """Whether this task runs under ``airflow tasks test``.
+
+    3.x's ``task_test`` sets ``AIRFLOW_TEST_MODE=True`` (nothing else does). 2.11's builds that variable
+    but exports it only along with ``--env-vars``; it runs the task with ``test_mode=True``, which 2.x
+    puts in the context (``context["test_mode"]``; False under ``dag.test()`` and in a worker).
+    """
+    if os.environ.get("AIRFLOW_TEST_MODE", "").strip().lower() == "true":
+        return True
+    return context is not None and context.get("test_mode") is True
 
 
 def rerun_key(context: Mapping[str, Any]) -> str | None:

@@ -4,7 +4,7 @@ Started by scripts/run_examples.sh, which provides the environment: BIGQUERY_EMU
 AIRFLOW_HOME with a migrated metadata DB, AIRFLOW__CORE__DAGS_FOLDER=example_dags.
 
 1. Parses example_dags/ with Airflow's DagBag and collects its DAGs and import errors.
-2. First pass: ``dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)`` for each DAG (run ID
+2. First pass: ``dag.test()`` of LOGICAL_DATE for each DAG (``run_after`` too on 3.x; run ID
    ``manual__2025-01-01T00:00:00+00:00``). After each DAG run it prints one row per task: the job
    the task created or acted on, what it did (``inserted`` a new job, ``reattached`` to a running
    one, ``reused`` a finished one; or the sensor's, cancel's, delete's, list's outcome), the job's
@@ -123,13 +123,18 @@ def print_table(rows: list[dict], columns: list[str], truncate: dict[str, int] |
 
 def return_values(dag_id: str, run_id: str) -> dict[tuple[str, int], object]:
     """{(task_id, map_index): return value} the DAG run's tasks left in Airflow's metadata DB."""
-    from airflow.models.xcom import XComModel
+    from airflow.models import xcom
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
+    model = getattr(xcom, "XComModel", None)  # 3.x; 2.11: XCom is the table and deserialises on load
     values = {}
     with create_session() as session:
-        for xcom in session.scalars(XComModel.get_many(run_id=run_id, key="return_value", dag_ids=dag_id)):
-            values[(xcom.task_id, xcom.map_index)] = XComModel.deserialize_value(xcom)
+        rows = session.scalars(select(model or xcom.XCom).where(
+            (model or xcom.XCom).dag_id == dag_id, (model or xcom.XCom).run_id == run_id,
+            (model or xcom.XCom).key == "return_value"))
+        for row in rows:
+            values[(row.task_id, row.map_index)] = model.deserialize_value(row) if model else row.value
     return values
 
 
@@ -177,6 +182,21 @@ def task_rows(dag, run_id: str, before: dict[str, dict], after: dict[str, dict])
     return rows
 
 
+def test_dag(dag):
+    """``dag.test()`` of the DAG run manual__<LOGICAL_DATE>, on every supported Airflow."""
+    from airflow import __version__
+
+    if int(__version__.split(".")[0]) >= 3:
+        # run_after too: Airflow 3 derives the run ID from run_after (default: now), so a fixed
+        # run_after makes both passes run the same DAG run.
+        return dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    # 2.11: the second pass deletes the run, whose dag_run_note refers to the FAB auth manager's
+    # ab_user table: its models must be loaded (as the webserver and `airflow db migrate` do).
+    import airflow.providers.fab.auth_manager.models  # noqa: F401
+
+    return dag.test(execution_date=LOGICAL_DATE)
+
+
 def run_pass(dags, label: str, client) -> list[RunResult]:
     from airflow_bqjobs.core.labels import sanitize_label_value
 
@@ -186,9 +206,7 @@ def run_pass(dags, label: str, client) -> list[RunResult]:
         started = time.monotonic()
         state, tasks, run_id, rows = "error", {}, None, []
         try:
-            # run_after too: Airflow 3.3 derives the run ID from run_after (default: now), so a
-            # fixed run_after makes both passes run the same DAG run, manual__<LOGICAL_DATE>.
-            dag_run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+            dag_run = test_dag(dag)
             state = str(getattr(dag_run.state, "value", dag_run.state))
             run_id = dag_run.run_id
             tasks = {

@@ -3,8 +3,8 @@
 ``create_dagrun``, ``DagRun.schedule_tis`` (which numbers the tries), ``TaskInstance.handle_failure``,
 ``clear_task_instances``, the DAG's ``clear`` and ``set_task_instance_state`` (what the REST API's
 "mark failed/success" calls). Each try's context carries what Airflow's ``ti_run`` hands the worker
-(try_number, max_tries, the run's clear_number), read back from the DB. Airflow 3.x names; see
-tests/compat.py when porting to 2.11.
+(try_number, max_tries, the run's clear_number), read back from the DB. What differs per Airflow
+version (the scheduler's DAG object, create_dagrun, clear) is in tests/compat.py.
 """
 
 from __future__ import annotations
@@ -20,31 +20,27 @@ class Run:
     """One real DAG run, driven through Airflow's own scheduling, failure and clear functions."""
 
     def __init__(self, dag, ops, run_id="manual__1"):
-        from airflow.models.dagbag import DBDagBag
         from airflow.utils.session import create_session
-        from airflow.utils.state import DagRunState
-        from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+        from tests.compat import create_dagrun, scheduler_dag
 
         self.ops = ops
         self.dag_id = dag.dag_id
         with create_session() as session:
-            self.serialized = DBDagBag().get_latest_version_of_dag(dag.dag_id, session=session)
-            dr = self.serialized.create_dagrun(
-                run_id=run_id, logical_date=D, data_interval=(D, D), run_after=D,
-                run_type=DagRunType.MANUAL, triggered_by=DagRunTriggeredByType.TEST,
-                state=DagRunState.RUNNING, session=session)
-            self.run_id = dr.run_id
+            self.serialized = scheduler_dag(dag.dag_id, session)
+            self.run_id = create_dagrun(self.serialized, run_id, D, session).run_id
 
     @classmethod
     def existing(cls, dag_id, run_id, ops):
         """The run ``dag.test()`` (or anything else) created."""
-        from airflow.models.dagbag import DBDagBag
         from airflow.utils.session import create_session
+
+        from tests.compat import scheduler_dag
 
         run = cls.__new__(cls)
         run.ops, run.dag_id, run.run_id = ops, dag_id, run_id
         with create_session() as session:
-            run.serialized = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+            run.serialized = scheduler_dag(dag_id, session)
         return run
 
     def _ti(self, session, task_id, map_index=-1):
@@ -105,12 +101,16 @@ class Run:
 
     def clear_failed_only(self):
         """The run's "Clear failed tasks": the DAG's own ``clear(only_failed=True)``."""
-        self.serialized.clear(run_id=self.run_id, only_failed=True)
+        from tests.compat import clear_run
+
+        clear_run(self.serialized, self.run_id, D, only_failed=True)
 
     def clear_task(self, task_id, map_index=-1):
         """Clear one task instance from the UI/REST API: the DAG's own ``clear`` (run reset)."""
+        from tests.compat import clear_run
+
         task = task_id if map_index < 0 else (task_id, map_index)
-        self.serialized.clear(task_ids=[task], run_id=self.run_id)
+        clear_run(self.serialized, self.run_id, D, task_ids=[task])
 
     def mark(self, task_id, state, map_index=-1):
         """A user marks the task instance failed/success (the REST API calls this)."""

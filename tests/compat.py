@@ -8,6 +8,8 @@ Tests import Airflow names from ``airflow_bqjobs._compat`` or from here, never f
 ``run_dag(dag, date)``                  ``dag.test()`` for one logical date (also the run's ID date)
 ``register_dag(dag)``                   write a DAG built in a test to the metadata DB where
                                         ``dag.test`` needs it (3.1+); the ``register_dag`` fixture
+``scheduler_dag(dag_id, session)``      that DAG as the scheduler holds it (``create_dagrun``, ``clear``,
+                                        ``set_task_instance_state``); ``create_dagrun``, ``clear_run``
 ``dag_bag(folder)``                     a ``DagBag`` of a folder
 ``xcoms(run)`` / ``xcom_values(run, task_id)``  the XComs a ``dag.test()`` run left in the DB
 ``task_log_lines(capsys, caplog)``      what an operator logged, ``[level] message`` per line
@@ -46,6 +48,11 @@ def airflow_at_least(version: str) -> bool:
     return AIRFLOW_VERSION >= Version(version)
 
 
+# ``clear_task_instances`` adds 1 to ``dag_run.clear_number`` for every clear that resets the run from
+# 3.2 on; 2.11 to 3.1 only when the run had finished (``if dr.state in State.finished_dr_states``).
+CLEAR_OF_A_RUNNING_RUN_COUNTS = airflow_at_least("3.2")
+
+
 def requires_airflow(version: str, why: str):
     """Skip marker: the test needs a feature Airflow ``version`` introduced; ``why`` names it."""
     return pytest.mark.skipif(not airflow_at_least(version), reason=f"needs Airflow >= {version}: {why}")
@@ -60,9 +67,10 @@ else:
     from airflow.serialization.serde import deserialize, serialize
 
 __all__ = [
-    "AIRFLOW_V3", "AIRFLOW_VERSION", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
+    "AIRFLOW_V3", "AIRFLOW_VERSION", "CLEAR_OF_A_RUNNING_RUN_COUNTS", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
     "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
-    "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms",
+    "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms", "scheduler_dag", "create_dagrun",
+    "clear_run",
 ]
 
 
@@ -99,9 +107,12 @@ def run_dag(dag, logical_date: datetime, **kwargs):
 
     2.11: a task's ``AirflowTaskTimeout`` (a ``BaseException`` there) escapes ``dag.test()`` after Airflow
     failed the task and called its ``on_kill``, ending the run early; the run is returned as it stands,
-    so put a task that times out last."""
+    so put a task that times out last. 2.11's rerun deletes the old run, whose ``dag_run_note`` has a
+    foreign key to the FAB auth manager's ``ab_user``: its models are imported first, as the webserver
+    and ``initdb`` do (a fresh process that never loaded them fails with NoReferencedTableError)."""
     if AIRFLOW_V3:
         return dag.test(logical_date=logical_date, run_after=logical_date, **kwargs)
+    import airflow.providers.fab.auth_manager.models  # noqa: F401  (2.11: the ab_user table, see above)
     from airflow.exceptions import AirflowTaskTimeout
     from airflow.models.dagrun import DagRun
 
@@ -120,10 +131,14 @@ def dag_bag(folder: str | os.PathLike | None = None, **kwargs):
     return DagBag(dag_folder=None if folder is None else str(folder), **kwargs)
 
 
+_REGISTERED: dict[str, Any] = {}  # dag_id -> the DAG object register_dag was given (for < 3.1)
+
+
 def register_dag(dag):
     """Write a DAG built inside a test to the metadata DB, where ``dag.test()`` needs it: 3.3's refuses a
     DAG that is not serialised ("the dag is not serialized"); 2.11 and 3.0 serialise it in memory
     themselves. The metadata DB must exist (``airflow_db`` fixture)."""
+    _REGISTERED[dag.dag_id] = dag
     if AIRFLOW_VERSION < Version("3.1"):
         return dag
     from airflow.dag_processing.bundles.manager import DagBundlesManager
@@ -137,6 +152,61 @@ def register_dag(dag):
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
     return dag
+
+
+def scheduler_dag(dag_id: str, session):
+    """The scheduler's object for a DAG ``register_dag`` wrote: 3.1+ reads it back from the DB (DBDagBag);
+    3.0 builds the ``SerializedDAG`` its own ``dag.test()`` builds; 2.11's DAG class is the scheduler's.
+
+    Before 3.1 the DAG is written to the DB here too (``DagBag.sync_to_db``, as the DAG processor
+    does), since the scheduler's functions read it there: ``clear_task_instances`` raises a cleared
+    task instance's ``max_tries`` only when it finds the task in the serialized DAG."""
+    if AIRFLOW_VERSION >= Version("3.1"):
+        from airflow.models.dagbag import DBDagBag
+
+        return DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+    dag = _REGISTERED[dag_id]
+    bag = dag_bag(os.devnull, collect_dags=False)
+    if AIRFLOW_V3:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        if dag.relative_fileloc is None:  # as DagBag sets it for a DAG parsed from a file
+            dag.relative_fileloc = dag.fileloc
+        bag.bag_dag(dag)
+        DagBundlesManager().sync_bundles_to_db()  # committed before the DAG rows refer to it
+        bag.sync_to_db("dags-folder", None)
+    else:
+        bag.bag_dag(dag, root_dag=dag)
+        bag.sync_to_db()
+    if AIRFLOW_V3:
+        from airflow.serialization.serialized_objects import SerializedDAG
+
+        return SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag))
+    return dag
+
+
+def create_dagrun(sched_dag, run_id: str, logical_date: datetime, session):
+    """A running manual DAG run of ``scheduler_dag(...)`` (2.11: execution_date, no run_after)."""
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    interval = (logical_date, logical_date)
+    if AIRFLOW_V3:
+        from airflow.utils.types import DagRunTriggeredByType
+
+        return sched_dag.create_dagrun(run_id=run_id, logical_date=logical_date, data_interval=interval,
+                                       run_after=logical_date, run_type=DagRunType.MANUAL,
+                                       triggered_by=DagRunTriggeredByType.TEST, state=DagRunState.RUNNING,
+                                       session=session)
+    return sched_dag.create_dagrun(run_id=run_id, execution_date=logical_date, data_interval=interval,
+                                   run_type=DagRunType.MANUAL, state=DagRunState.RUNNING, session=session)
+
+
+def clear_run(sched_dag, run_id: str, logical_date: datetime, **kwargs):
+    """The DAG's own ``clear`` of one run (2.11's takes the run's date instead of its ID)."""
+    if AIRFLOW_V3:
+        return sched_dag.clear(run_id=run_id, **kwargs)
+    return sched_dag.clear(start_date=logical_date, end_date=logical_date, **kwargs)
 
 
 def _xcom_model():
@@ -171,8 +241,10 @@ def task_log_lines(capsys, caplog) -> list[str]:
 
     Airflow >= 3.1's task logger (structlog) prints to stdout (``capsys``); 2.11's and 3.0's go
     through the logging module (``caplog``). Request both fixtures and pass them."""
-    out = capsys.readouterr().out.splitlines()
-    return out + [f"[{r.levelname.lower()}] {r.getMessage()}" for r in caplog.records]
+    records = [(r.levelname.lower(), r.getMessage()) for r in caplog.records]
+    # 2.11/3.0: the root logger's handler also prints each record to stdout: that line is the record
+    out = [line for line in capsys.readouterr().out.splitlines() if not any(line.endswith(m) for _, m in records)]
+    return out + [f"[{level}] {message}" for level, message in records]
 
 
 # -- the triggerer ---------------------------------------------------------------------------------

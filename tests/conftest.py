@@ -62,6 +62,23 @@ def _fresh_shared_clients():
     shared.reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_secrets_masker_on_airflow_2():
+    """Airflow 2.11's secrets masker is process-wide and keeps every secret a test's task registered
+    (a connection password such as "airflow"), then masks it in later tests' log lines; a task
+    process starts with an empty one. (3.x masks per task process through the Task SDK.)"""
+    yield
+    if "airflow" not in sys.modules:
+        return
+    from airflow import __version__
+
+    if int(__version__.split(".")[0]) < 3:
+        from airflow.utils.log.secrets_masker import _secrets_masker
+
+        masker = _secrets_masker()
+        masker.patterns, masker.replacer = set(), None
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """Create the session's Airflow metadata DB (once); returns AIRFLOW_HOME."""

@@ -23,7 +23,7 @@ from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import first_event, make_context, rebuild_trigger
-from tests.compat import TaskDeferred, TriggerRunnerHarness, as_task_runner, requires_airflow, run_dag
+from tests.compat import TaskDeferred, TriggerRunnerHarness, as_task_runner, run_dag
 
 # The user's own jobTimeoutMs (10 min) keeps BigQuery's server-side stop out of the way, so a stopped
 # job here can only have been stopped by our cancel.
@@ -98,7 +98,6 @@ def deferred_in_a_real_run(register_dag, dag_id, **kw):
     return run, op, context
 
 
-@requires_airflow("3.1", "tests/airflow_run.py builds a real DAG run through DBDagBag")
 async def test_user_kill_of_a_deferred_task_cancels_its_job_within_seconds(fake_bq, register_dag, monkeypatch):
     run, op, context = deferred_in_a_real_run(register_dag, "kill_user_deferred")
     _, deferred = defer(op, context)

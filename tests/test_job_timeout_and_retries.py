@@ -11,6 +11,7 @@ from airflow_bqjobs.core.errors import InvalidJobInput
 from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from tests.airflow_context import make_context
+from tests.compat import task_log_lines
 
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 OWN_TIMEOUT = {"query": {"query": "SELECT 1", "useLegacySql": False}, "jobTimeoutMs": "5000"}
@@ -103,12 +104,11 @@ def test_case8_transient_retries_stop_at_the_deadline_naming_it():
                         delays=iter([10.0] * 10), sleep=lambda s: None, clock=lambda: next(clock))
 
 
-def test_case8_transient_retries_logged_over_http(emulator, fake_bq, capsys):
+def test_case8_transient_retries_logged_over_http(emulator, fake_bq, capsys, caplog):
     fake_bq.inject("503", "get", count=2)
     op = submit()
     op.execute(make_context(op))
-    out = capsys.readouterr().out
-    retries = [line for line in out.splitlines() if "Transient error on GET" in line]
+    retries = [line for line in task_log_lines(capsys, caplog) if "Transient error on GET" in line]
     assert len(retries) == 2 and all("HTTP 503" in line and "retrying in" in line for line in retries)
 
 

@@ -33,6 +33,7 @@ from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import rebuild_trigger
 from tests.airflow_run import D, Run
+from tests.compat import AIRFLOW_V3, DAG, run_dag
 from tests.compat import TriggerRunnerHarness as Triggerer  # no monkeypatch: the kill rule reads the real DB
 from tests.test_cancel_on_kill import (
     _finished,
@@ -65,9 +66,13 @@ def reassigned(running: set[int], still_assigned: set[int]) -> set[int]:
 
 async def stop_through_update_triggers(triggerer: Triggerer, trigger_id: int) -> None:
     """The trigger is no longer assigned to this triggerer (reassigned, or its task left deferred)."""
-    to_cancel = reassigned(running={trigger_id}, still_assigned=set())
-    assert to_cancel == {trigger_id}
-    triggerer.runner.to_cancel.extend(to_cancel)  # TriggerStateSync.to_cancel, as the runner receives it
+    if AIRFLOW_V3:
+        to_cancel = reassigned(running={trigger_id}, still_assigned=set())
+        assert to_cancel == {trigger_id}
+        triggerer.runner.to_cancel.extend(to_cancel)  # TriggerStateSync.to_cancel, as the runner receives it
+    else:  # 2.11: no supervisor process; the runner's own update_triggers does the same bookkeeping
+        triggerer.runner.update_triggers(set())
+        assert list(triggerer.runner.to_cancel) == [trigger_id]
     await triggerer.runner.cancel_triggers()
     await _finished(triggerer.runner.triggers[trigger_id]["task"])
 
@@ -90,7 +95,7 @@ async def finish_on_another_triggerer(fake_bq, op, context, trigger, job_id):
     rebuilt = rebuild_trigger(trigger)
     rebuilt.task_instance = trigger.task_instance
     await asyncio.wait_for(other.start(rebuilt, 2), 15)
-    ((_, event),) = [(e.trigger_id, e.event) for e in other.runner.events]
+    ((_, event),) = other.events
     result = await asyncio.to_thread(op.execute_complete, context, event.payload)
     assert result["jobId"] == job_id
     job = the_job(fake_bq)
@@ -185,8 +190,6 @@ def sigterm_while_polling(fake_bq, dag_id, move_on):
 
 
 def run_sync_dag(fake_bq, register_dag, dag_id, move_on, **kw):
-    from airflow.sdk import DAG
-
     fake_bq.add_rule(running_s=4)
     with DAG(dag_id, schedule=None, start_date=D, catchup=False) as dag:
         BigQuerySubmitJobOperator(task_id="query", project_id="test-project", deferrable=False, poll_interval=0.2,
@@ -196,7 +199,7 @@ def run_sync_dag(fake_bq, register_dag, dag_id, move_on, **kw):
     register_dag(dag)
     thread, done = sigterm_while_polling(fake_bq, dag_id, move_on)
     try:
-        dag.test(logical_date=D, run_after=D)
+        run_dag(dag, D)
     except Exception as exc:  # noqa: BLE001 - a try whose task instance moved on may not report back
         done["dag_test"] = exc
     thread.join(30)

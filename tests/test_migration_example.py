@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.compat import run_dag
 from tests.pacing import check_often
 
 MIGRATED = Path(__file__).resolve().parent / "migration" / "example_bigquery_queries_bqjobs.py"
@@ -18,11 +19,11 @@ LOGICAL_DATE = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
 @pytest.fixture
 def migrated_dag(register_dag, fake_bq, monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag  # 3.2+ (3.1: airflow.models.dagbag)
+    from tests.compat import dag_bag
 
     extra = {"project": "test-project", "emulator_host": fake_bq.url}
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps({"conn_type": "bigquery_jobs", "extra": extra}))
-    bag = DagBag(dag_folder=str(MIGRATED))
+    bag = dag_bag(MIGRATED)
     assert bag.import_errors == {}
     dag = bag.dags["bigquery_queries_bqjobs"]
     for task in dag.tasks:  # dag.test() waits out retry delays: no 5 minutes between tries here
@@ -32,7 +33,7 @@ def migrated_dag(register_dag, fake_bq, monkeypatch):
 
 
 def test_the_google_example_runs_with_one_job_per_task_and_reruns_none(migrated_dag, fake_bq):
-    run = migrated_dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    run = run_dag(migrated_dag, LOGICAL_DATE)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"} and len(states) == 11, states
 
@@ -49,14 +50,14 @@ def test_the_google_example_runs_with_one_job_per_task_and_reruns_none(migrated_
     assert len(jobs["execute_multi_query"]["child_job_ids"]) == 2  # one script, two statements
     before = len(fake_bq.calls_for("insert"))
 
-    again = migrated_dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    again = run_dag(migrated_dag, LOGICAL_DATE)
     assert {str(ti.state) for ti in again.get_task_instances()} == {"success"}
     assert len(fake_bq.calls_for("insert")) == before  # every job found DONE: nothing re-run, nothing billed
 
 
 def test_a_failing_assert_fails_its_task_like_a_check_operator(migrated_dag, fake_bq):
     fake_bq.add_rule(job_id="_check_value_", error={"reason": "invalidQuery", "message": "expected 4 rows"})
-    run = migrated_dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+    run = run_dag(migrated_dag, LOGICAL_DATE)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert states["check_value"] == "failed" and states["delete_dataset"] == "success"  # ALL_DONE teardown
     check_jobs = [j for j in fake_bq.jobs if j["labels"].get("airflow-task") == "check_value"]

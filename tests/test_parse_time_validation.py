@@ -146,17 +146,17 @@ def test_an_xcom_arg_is_checked_when_the_task_runs_not_at_parse_time():
 
 
 def test_a_dag_file_with_a_bad_literal_fails_to_import_naming_the_field(airflow_db, tmp_path):
-    from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.2 (3.1: airflow.models.dagbag)
+    from tests.compat import dag_bag
 
     (tmp_path / "bad_dag.py").write_text(textwrap.dedent("""
         import pendulum
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
         from airflow_bqjobs.operators import BigQueryListJobsOperator
 
         with DAG("bad_dag", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")):
             BigQueryListJobsOperator(task_id="list", state_filter="finished")
     """))
-    bag = DagBag(dag_folder=str(tmp_path))
+    bag = dag_bag(tmp_path)
     (error,) = bag.import_errors.values()
     assert "state_filter: 'finished' is not a job state" in error and bag.dags == {}
 

@@ -72,7 +72,7 @@ def test_deferrable_path_defers_with_no_credentials_and_completes(fake_bq):
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_bqjobs.triggers.job.BigQueryJobTrigger"
     assert set(kwargs) == {"job", "gcp_conn_id", "poll_interval", "deadline", "cancel_on_kill", "request_timeout",
-                           "reattach_on_clear", "not_found_ok"}
+                           "reattach_on_clear", "not_found_ok", "deferred_try"}
     assert only_job(fake_bq)["state"] != "DONE"
     event = first_event(rebuild_trigger(trigger))
     assert event["status"] == "done"

@@ -20,10 +20,9 @@ import pytest
 from tests.airflow_run import Run
 from tests.test_cancel_on_kill import polled, the_job, wait_until
 
-# ``supervise_task`` and the in-process execution API are Airflow 3.3's (3.0-3.2: ``supervise``).
-pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="Task SDK supervisor: Airflow 3 only")
-if not hasattr(__import__("airflow.sdk.execution_time.supervisor", fromlist=["x"]), "supervise_task"):
-    pytest.skip("supervise_task is Airflow 3.3's", allow_module_level=True)
+# The Task SDK supervisor is Airflow 3's: 3.3 calls it ``supervise_task``, 3.0-3.2 ``supervise``.
+pytest.importorskip("airflow.sdk.execution_time.supervisor",
+                    reason="needs Airflow >= 3.0: the Task SDK supervisor (2.11's LocalTaskJob heartbeats differently)")
 
 DAG_FILE = Path(__file__).parent / "supervised_dags" / "bqjobs_supervised.py"
 
@@ -42,12 +41,20 @@ def supervised(emulator, register_dag, monkeypatch):
     return {dag_id: register_dag(dag) for dag_id, dag in module.DAGS.items()}
 
 
+def task_workload(**fields):
+    """The executor's task workload as each 3.x names it, with the fields that version has."""
+    try:
+        from airflow.executors.workloads.task import TaskInstanceDTO as workload  # 3.3
+    except ImportError:
+        from airflow.executors.workloads import TaskInstance as workload  # 3.0-3.2
+    return workload(**{name: value for name, value in fields.items() if name in workload.model_fields})
+
+
 def run_under_supervisor(fake_bq, dag, move_on) -> int:
-    from airflow.executors.workloads.task import TaskInstanceDTO
     from airflow.jobs.triggerer_job_runner import in_process_api_server
     from airflow.sdk.api.client import Client
     from airflow.sdk.api.datamodels._generated import BundleInfo
-    from airflow.sdk.execution_time.supervisor import supervise_task
+    from airflow.sdk.execution_time import supervisor
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
 
@@ -56,9 +63,9 @@ def run_under_supervisor(fake_bq, dag, move_on) -> int:
     with create_session() as session:
         ti = run._ti(session, "query")
         ti.state = TaskInstanceState.QUEUED
-        dto = TaskInstanceDTO(id=ti.id, task_id=ti.task_id, dag_id=ti.dag_id, run_id=ti.run_id,
-                              try_number=ti.try_number, dag_version_id=ti.dag_version_id, map_index=ti.map_index,
-                              pool_slots=1, priority_weight=1)
+        dto = task_workload(id=ti.id, task_id=ti.task_id, dag_id=ti.dag_id, run_id=ti.run_id,
+                            try_number=ti.try_number, dag_version_id=ti.dag_version_id, map_index=ti.map_index,
+                            pool_slots=1, priority_weight=1, queue="default")
     client = Client(base_url=None, token="", dry_run=True, transport=in_process_api_server().transport)
     client.base_url = "http://in-process.invalid./"
     failures = []
@@ -73,9 +80,10 @@ def run_under_supervisor(fake_bq, dag, move_on) -> int:
 
     thread = threading.Thread(target=act, daemon=True)
     thread.start()
-    exit_code = supervise_task(ti=dto, bundle_info=BundleInfo(name="dags-folder", version=None),
-                               dag_rel_path=str(Path("..") / "tests" / "supervised_dags" / DAG_FILE.name),
-                               token="", client=client)
+    supervise = getattr(supervisor, "supervise_task", None) or supervisor.supervise  # 3.3 / 3.0-3.2
+    exit_code = supervise(ti=dto, bundle_info=BundleInfo(name="dags-folder", version=None),
+                          dag_rel_path=str(Path("..") / "tests" / "supervised_dags" / DAG_FILE.name),
+                          token="", client=client)
     thread.join(10)
     assert not failures, failures
     return exit_code

@@ -18,7 +18,7 @@ from airflow_bqjobs.core.decision import job_state
 from airflow_bqjobs.core.job_ref import JobRef, parse_job_ref
 from airflow_bqjobs.core.job_refs import parse_job_refs
 from airflow_bqjobs.links import has_console_link, persist_console_link
-from airflow_bqjobs.operators._waiting import JobWaitingOperator
+from airflow_bqjobs.operators._waiting import JobWaitingOperator, resumed_by_a_later_try
 from airflow_bqjobs.triggers import job as job_trigger
 
 Targets = list[tuple[JobRef, Mapping | None]]
@@ -84,6 +84,8 @@ class JobSetOperator(JobWaitingOperator):
 
     def execute_complete(self, context: Context, event: dict) -> Any:
         """Resume after one job's trigger fired: re-read every job, wait for the next unfinished one."""
+        if resumed_by_a_later_try(self, context, event):
+            return self.execute(context)
         ref = job_trigger.job_ref_of(event)
         hook = self.make_hook(context)
         status = event.get("status")

@@ -104,7 +104,7 @@ class JobSubmittingOperator(JobLineageMixin, JobWaitingOperator):
         when given (an upload adds its file's identity).
         """
         identity = run_identity(context, reattach_on_clear=self.reattach_on_clear)
-        if is_tasks_test() and self.job_id is None:
+        if is_tasks_test(context) and self.job_id is None:
             # `airflow tasks test` runs the task to see it work, recording nothing: a job of its own,
             # never the DAG run's (whose result it would otherwise "succeed" from without running).
             identity = dataclasses.replace(identity, rerun_key=f"tasks-test.{uuid.uuid4().hex}")

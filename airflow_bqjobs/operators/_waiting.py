@@ -107,6 +107,7 @@ class JobWaitingOperator(LabelValueFilter, BaseOperator):
             defer_on_job(
                 self,
                 ref,
+                context=context,
                 poll_interval=self.poll_interval,
                 deadline=self._deadline(context),
                 cancel_on_kill=self.cancel_on_kill,
@@ -138,6 +139,8 @@ class JobWaitingOperator(LabelValueFilter, BaseOperator):
 
     def execute_complete(self, context: Context, event: dict) -> Any:
         """Resume after the trigger fired: re-read the job, never trust the event alone."""
+        if resumed_by_a_later_try(self, context, event):
+            return self.execute(context)
         ref = job_trigger.job_ref_of(event)
         status = event.get("status")
         if status == job_trigger.TIMEOUT:
@@ -218,6 +221,7 @@ def defer_on_job(
     task,
     ref: JobRef,
     *,
+    context: Context | None = None,
     poll_interval: float,
     deadline: datetime | None,
     cancel_on_kill: bool,
@@ -230,6 +234,8 @@ def defer_on_job(
     and Airflow's deferral timeout is only a backstop after it (see :func:`_defer_timeout`).
     ``task`` provides ``gcp_conn_id``, ``request_timeout`` and ``impersonation_chain``. ``not_found_ok``:
     the job may not exist yet (the sensor's ``wait_for_existence``); a 404 then means "keep waiting".
+    ``context``: the trigger carries the deferring try's number and puts it in its events (see
+    :func:`resumed_by_a_later_try`).
     """
     task.defer(
         trigger=job_trigger.BigQueryJobTrigger(
@@ -243,10 +249,37 @@ def defer_on_job(
             **({"not_found_ok": True} if not_found_ok else {}),
             # account emails, not secrets: the triggerer builds the same credentials from the connection
             impersonation_chain=list(parse_impersonation_chain(getattr(task, "impersonation_chain", None))) or None,
+            deferred_try=_try_number(context) if context is not None else None,
         ),
         method_name="execute_complete",
         timeout=_defer_timeout(deadline),
     )
+
+
+def resumed_by_a_later_try(task, context: Context, event: dict) -> bool:
+    """Whether ``execute_complete`` got an earlier try's trigger event: then the try must start over.
+
+    Airflow 3.0.x's execution API keeps ``next_method``/``next_kwargs`` when a try that resumed from a
+    deferral fails into ``up_for_retry`` (``_create_ti_state_update_query_and_update_state`` sets only
+    the state; apache/airflow#56704, fixed by #56731, which clears both: 3.1.8 has it). The retry is then
+    started at ``execute_complete`` with the failed try's event (its failed job) and would fail again
+    without running. 2.11 and 3.1+ clear them, and the event's try always matches there.
+    The trigger echoes the try in the event, not the deferral's ``kwargs``: ``dag.test()`` replaces
+    ``next_kwargs`` with the event alone on every version. A trigger from before ``deferred_try``
+    existed sends none: no check.
+    """
+    deferred_try = event.get("deferred_try") if isinstance(event, dict) else None
+    if deferred_try is None or _try_number(context) == deferred_try:
+        return False
+    task.log.warning(
+        "Try %d was resumed with the trigger event of try %d (Airflow 3.0 keeps a failed try's "
+        "next_method on retry, apache/airflow#56704): starting this try from the beginning",
+        _try_number(context), deferred_try)
+    return True
+
+
+def _try_number(context: Context) -> int:
+    return int(getattr(context["ti"], "try_number", 1) or 1)
 
 
 def try_start(context: Context) -> datetime:

@@ -31,7 +31,13 @@ from airflow_bqjobs.core.progress import ProgressReporter, final_line
 from airflow_bqjobs.core.summary import summarize_job
 from airflow_bqjobs.links import BigQueryConsoleLink, persist_console_link
 from airflow_bqjobs.operators._arguments import LabelValueFilter, check_arguments
-from airflow_bqjobs.operators._waiting import SUMMARY_XCOM_KEY, check_impersonation_chain, defer_on_job, try_start
+from airflow_bqjobs.operators._waiting import (
+    SUMMARY_XCOM_KEY,
+    check_impersonation_chain,
+    defer_on_job,
+    resumed_by_a_later_try,
+    try_start,
+)
 from airflow_bqjobs.triggers import job as job_trigger
 
 
@@ -165,6 +171,7 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
         defer_on_job(
             self,
             ref,
+            context=context,
             poll_interval=self.poke_interval,
             deadline=deadline,
             cancel_on_kill=False,
@@ -172,6 +179,8 @@ class BigQueryJobSensor(LabelValueFilter, BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict) -> Any:
+        if resumed_by_a_later_try(self, context, event):
+            return self.execute(context)
         ref = job_trigger.job_ref_of(event)
         status = event.get("status")
         if status == job_trigger.TIMEOUT:

@@ -81,6 +81,7 @@ class BigQueryJobTrigger(BaseTrigger):
         reattach_on_clear: bool = False,
         not_found_ok: bool = False,
         impersonation_chain: list[str] | str | None = None,
+        deferred_try: int | None = None,
     ) -> None:
         super().__init__()
         self.ref = parse_job_ref(job, field="job")
@@ -93,6 +94,8 @@ class BigQueryJobTrigger(BaseTrigger):
         self.reattach_on_clear = bool(reattach_on_clear)
         # True: the job may not exist yet (a sensor's wait_for_existence); a 404 means "keep polling".
         self.not_found_ok = bool(not_found_ok)
+        # The try that deferred, echoed in every event (operators._waiting.resumed_by_a_later_try).
+        self.deferred_try = None if deferred_try is None else int(deferred_try)
         self._hook = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -108,6 +111,7 @@ class BigQueryJobTrigger(BaseTrigger):
                 "reattach_on_clear": self.reattach_on_clear,
                 "not_found_ok": self.not_found_ok,
                 **({"impersonation_chain": self.impersonation_chain} if self.impersonation_chain else {}),
+                **({"deferred_try": self.deferred_try} if self.deferred_try is not None else {}),
             },
         )
 
@@ -122,6 +126,8 @@ class BigQueryJobTrigger(BaseTrigger):
         return self._hook
 
     def _event(self, status: str, **fields: Any) -> TriggerEvent:
+        if self.deferred_try is not None:
+            fields["deferred_try"] = self.deferred_try
         return TriggerEvent({"status": status, "job": self.ref.to_api(), **fields})
 
     def _seconds_left(self) -> float | None:

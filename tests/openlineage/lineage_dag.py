@@ -61,10 +61,9 @@ def upload_file(directory: str) -> str:
 
 
 def build_dag():
-    from airflow.sdk import DAG  # 3.x (tests/compat.py maps it for 2.11)
-
     from airflow_bqjobs.operators.rerun import BigQueryRerunJobOperator
     from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
+    from tests.compat import DAG
 
     common = {"gcp_conn_id": CONN_ID, "project_id": P, "poll_interval": 0.2, "retries": 0}
     with DAG(DAG_ID, schedule=None, start_date=LOGICAL_DATE, catchup=False) as dag:

@@ -56,30 +56,19 @@ def main(mode: str, result_path: str) -> None:
     if mode == "blocked":  # as if apache-airflow-providers-openlineage were not installed
         _hide_distributions()
         sys.meta_path.insert(0, _NotInstalled())
+    from tests.compat import register_dag, run_dag
     from tests.openlineage.lineage_dag import LOGICAL_DATE, build_dag, upload_file
 
     upload_file(tempfile.mkdtemp(prefix="bqjobs-lineage-"))
-    dag = build_dag()
-    _register(dag)
+    dag = register_dag(build_dag())
     runs = []
     for _ in range(2):  # the same DAG run twice: the second finds every job already succeeded
-        run = dag.test(logical_date=LOGICAL_DATE, run_after=LOGICAL_DATE)
+        run = run_dag(dag, LOGICAL_DATE)
         runs.append({ti.task_id: str(ti.state) for ti in run.get_task_instances()})
     loaded = sorted(m for m in sys.modules if m.startswith(("airflow_bqjobs.openlineage", "openlineage"))
                     or m.startswith("airflow.providers.openlineage"))
     with open(result_path, "w") as handle:
         json.dump({"runs": runs, "attempts": ATTEMPTS, "loaded": loaded}, handle)
-
-
-def _register(dag) -> None:
-    """As tests/conftest.py's ``register_dag``: dag.test() on 3.3 needs the DAG serialized."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
 
 
 if __name__ == "__main__":
