@@ -16,12 +16,19 @@ to read (:func:`patch_task_state_reads`); a zombie try's worker may get ``on_kil
 (the supervisor's SIGTERM), a trigger may be taken over by another triggerer (3.3 calls the old
 trigger's ``on_kill``), and another task of the run may be cleared before a try (its context then
 carries the run's bumped ``clear_number``).
+
+A zombie try that reaches ``defer`` is refused, as Airflow 3's execution API refuses it (the try's task
+instance ID is gone with the new try: 404; or its state is no longer ``running``: 409). No trigger of
+a stale try ever runs; the supervisor SIGTERMs the stale process (``on_kill``). (Airflow 2.11's local
+task job kills a try whose task instance moved on from its heartbeat; a stale try that defers inside that
+window is an Airflow 2 race this driver does not model.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -39,6 +46,7 @@ from tests.reliability.crash_points import (
 from tests.reliability.task_context import TaskInstanceKey, XComStore, build_context
 
 SUCCESS, FAILED, KILLED = "success", "failed", "killed"
+REFUSED = "refused"  # a zombie try's deferral, refused by Airflow (the task instance moved on)
 # Each task instance's current state, as the metadata DB holds it (zombie tries do not write it).
 TASK_STATES: dict[TaskInstanceKey, str] = {}
 
@@ -77,7 +85,7 @@ class TaskInstanceSpec:
 @dataclass
 class Attempt:
     try_number: int
-    outcome: str  # SUCCESS, FAILED or KILLED
+    outcome: str  # SUCCESS, FAILED, KILLED, or REFUSED (a zombie's deferral)
     killed_at: Point | None = None
     error: BaseException | None = None
     result: Any = None
@@ -168,14 +176,32 @@ async def _first_event(trigger, probe: Probe, timeout: float) -> Any:
     """One triggerer process: its own shared poller, session and credentials (reset here)."""
     from airflow_bqjobs.hooks import shared
 
-    shared.reset()
+    with _TRIGGERERS_LOCK:  # the shared clients are per process: reset only when no other trigger runs
+        global _TRIGGERERS
+        if _TRIGGERERS == 0:
+            shared.reset()
+        _TRIGGERERS += 1
+    try:
+        return await _first_event_of_one_triggerer(trigger, probe, timeout)
+    finally:
+        with _TRIGGERERS_LOCK:
+            _TRIGGERERS -= 1
+
+
+_TRIGGERERS = 0  # triggers running now (the chaos run runs many, in threads of one process)
+_TRIGGERERS_LOCK = threading.Lock()
+
+
+async def _first_event_of_one_triggerer(trigger, probe: Probe, timeout: float) -> Any:
     loop = asyncio.get_running_loop()
     died = loop.create_future()
 
     def on_death(exc: BaseException) -> None:  # called from the poller's thread
         loop.call_soon_threadsafe(lambda: died.done() or died.set_exception(exc))
 
-    hook = await trigger.hook()
+    # The shared hook is one object per process: this trigger's probe wraps a copy of its own (the
+    # shared client under it stays shared), so that no other trigger's calls reach this probe.
+    hook = trigger._hook = copy.copy(await trigger.hook())
     instrument_hook(hook, probe, waiting=lambda: True, in_trigger=True, job_id=trigger.ref.job_id,
                     on_death=on_death)
 
@@ -206,6 +232,9 @@ def run_attempt(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe:
     try:
         outcome = _execute(spec, try_number, xcom, probe)
         while isinstance(outcome, _Deferral):
+            if zombie:
+                _refuse_stale_deferral(probe, attempt)
+                return attempt
             attempt.deferrals += 1
             attempt.trigger_kwargs.append(outcome.trigger_kwargs)
             if not zombie:
@@ -226,6 +255,16 @@ def run_attempt(spec: TaskInstanceSpec, try_number: int, xcom: XComStore, probe:
     attempt.triggerer_restarts = probe.triggerer_restarts
     attempt.triggerer_takeovers = probe.takeovers
     return attempt
+
+
+def _refuse_stale_deferral(probe: Probe, attempt: Attempt) -> None:
+    """Airflow refuses a zombie try's ``defer`` (404/409) and its supervisor SIGTERMs the process."""
+    on_kill = probe.actions.pop(Point.WHILE_WAITING, None) if probe.on_kill_while_waiting else None
+    if on_kill is not None:
+        on_kill(None)
+    attempt.outcome = REFUSED
+    attempt.error = RuntimeError("deferral refused: the task instance moved on to a newer try")
+    attempt.reached = list(probe.reached)
 
 
 def run_task_instance(spec: TaskInstanceSpec, *, probes: Mapping[int, Probe] | None = None,

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.emulator import fast_retries
-from tests.reliability.attempt_driver import KILLED, TaskRun, patch_task_state_reads, run_task_instance
+from tests.reliability.attempt_driver import KILLED, REFUSED, TaskRun, patch_task_state_reads, run_task_instance
 from tests.reliability.audit import Audit, audit_task_run, base_job_id, jobs_of
 from tests.reliability.chaos_plan import ChaosSettings, TaskPlan, make_plan
 from tests.reliability.crash_points import Probe
@@ -135,6 +135,7 @@ def figures(plans, runs, audits, fake, seconds) -> dict:
         "attempts": len(attempts),
         "attempts_by_outcome": dict(Counter(a.outcome for a in attempts)),
         "zombie_attempts": sum(a.zombie for a in attempts),
+        "zombie_deferrals_refused": sum(a.outcome == REFUSED for a in attempts),
         "kills_by_point": dict(Counter(str(a.killed_at) for a in attempts if a.outcome == KILLED)),
         "kills_planned_not_reached": sum(len(p.kills) for p in plans) - sum(a.outcome == KILLED for a in attempts),
         "triggerer_restarts": sum(a.triggerer_restarts for a in attempts),
@@ -164,7 +165,7 @@ def figures(plans, runs, audits, fake, seconds) -> dict:
 
 def summary_lines(report: dict) -> list[str]:
     keys = ("seed", "seconds", "task_runs", "task_runs_deferrable", "task_runs_mapped", "attempts",
-            "attempts_by_outcome", "zombie_attempts", "kills_by_point", "triggerer_restarts", "triggerer_takeovers",
+            "attempts_by_outcome", "zombie_attempts", "zombie_deferrals_refused", "kills_by_point", "triggerer_restarts", "triggerer_takeovers",
             "zombie_tries_killed_via_on_kill", "task_runs_with_another_task_cleared", "failed_tries_by_error",
             "failed_tries_other_than_job_failures",
             "job_failures_planned", "task_runs_regional_without_location", "generations_deleted", "jobs", "api_calls", "faults_by_kind", "fault_share_of_calls",
