@@ -25,6 +25,7 @@ cleared or not, follows the same job.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
@@ -73,13 +74,29 @@ def run_created_not_before(context: Mapping[str, Any]) -> datetime | None:
 def is_tasks_test(context: Mapping[str, Any] | None = None) -> bool:
     """Whether this task runs under ``airflow tasks test``.
 
-    3.x's ``task_test`` sets ``AIRFLOW_TEST_MODE=True`` (nothing else does). 2.11's builds that variable
-    but exports it only along with ``--env-vars``; it runs the task with ``test_mode=True``, which 2.x
-    puts in the context (``context["test_mode"]``; False under ``dag.test()`` and in a worker).
+    3.3's ``task_test`` exports ``AIRFLOW_TEST_MODE=True`` (nothing else does). 2.11 to 3.2 build that
+    variable but export it only along with ``--env-vars``. 2.11 runs the task with ``test_mode=True``,
+    which 2.x puts in the context (``context["test_mode"]``; False under ``dag.test()`` and in a worker);
+    3.0 to 3.2 run it in ``task_test``'s own thread (``_run_task``, as ``dag.test()`` does, but called
+    from ``task_test``), so that frame is on the stack.
     """
     if os.environ.get("AIRFLOW_TEST_MODE", "").strip().lower() == "true":
         return True
-    return context is not None and context.get("test_mode") is True
+    if context is not None and context.get("test_mode") is True:
+        return True
+    return _called_from_airflows_task_test()
+
+
+_TASK_TEST = ("airflow.cli.commands.task_command", "task_test")
+
+
+def _called_from_airflows_task_test() -> bool:
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == _TASK_TEST[1] and frame.f_globals.get("__name__") == _TASK_TEST[0]:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def rerun_key(context: Mapping[str, Any]) -> str | None:

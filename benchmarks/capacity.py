@@ -25,6 +25,8 @@ process CPU per job, and token requests.
 
     flock /tmp/bqjobs-heavy.lock timeout 3600 .venv/bin/python -m benchmarks.capacity
     .venv/bin/python -m benchmarks.capacity --quick        # N=20, jobs of 10-30 s (a smoke run)
+    flock /tmp/bqjobs-heavy.lock timeout 3600 .venv/bin/python -m benchmarks.capacity --n 5000 --isolate \
+        --sides ours google                                # each side alone on the cores (~14 min)
 """
 
 from __future__ import annotations
@@ -301,16 +303,18 @@ PHASES_FULL = [[(100, 0.0), LATENCY], [(1000, 0.0)], [(5000, 0.0)]]
 QUICK = {"phases": [[(20, 0.0), (200, 0.0)], [(200, 0.05)]], "stagger": 5.0, "job_s": (10.0, 30.0)}
 
 
-def run(phases=None, stagger: float = STAGGER_S, job_s=JOB_S, sides=SIDES) -> Report:
+def run(phases=None, stagger: float = STAGGER_S, job_s=JOB_S, sides=SIDES, isolate: bool = False) -> Report:
+    """``isolate``: the runs of a phase go one after another, each with the machine to itself."""
     phases = phases or PHASES_FULL
     today_root = _today_tree() if TODAY in sides else None
     results = []
     try:
         for phase in phases:
             runs = [(side, n, lat) for n, lat in phase for side in sides]
-            print(f"[capacity] phase {phase}: {len(runs)} runs at once", file=sys.stderr, flush=True)
+            print(f"[capacity] phase {phase}: {len(runs)} runs {'one at a time' if isolate else 'at once'}",
+                  file=sys.stderr, flush=True)
             started = time.time()
-            with ThreadPoolExecutor(len(runs)) as pool:
+            with ThreadPoolExecutor(1 if isolate else len(runs)) as pool:
                 futures = [pool.submit(run_one, side, n, lat, stagger, job_s, today_root) for side, n, lat in runs]
                 results += [f.result() for f in futures]
             print(f"[capacity] phase took {time.time() - started:.0f} s", file=sys.stderr, flush=True)
@@ -352,8 +356,9 @@ def run(phases=None, stagger: float = STAGGER_S, job_s=JOB_S, sides=SIDES) -> Re
         title="Triggerer capacity (shared poller)",
         what=f"N triggers in one process; trigger i starts at i/N x {stagger:g} s on a job that then runs "
              f"{job_s[0]:g}-{job_s[1]:g} s more; each side at its defaults, with a service-account key against a "
-             "local token endpoint. One fake BigQuery process per run; the runs of a phase (same N block) go "
-             "concurrently on the machine's cores.",
+             "local token endpoint. One fake BigQuery process per run; "
+             + ("each run alone on the machine (--isolate)." if isolate else
+                "the runs of a phase (same N block) go concurrently on the machine's cores."),
         tables=[table, kinds, ratio_table],
         notes=["Requests: everything the fake answered after the inserts (jobs.get, jobs.list pages).",
                "RSS per waiting trigger: VmRSS growth between 10% and 100% of the triggers started, over the 90% "
@@ -377,12 +382,20 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--quick", action="store_true", help="N=20 and 200, jobs of 10-30 s")
         parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
+        parser.add_argument("--isolate", action="store_true",
+                            help="run the sides of a phase one after another, not at once (no CPU shared)")
+        parser.add_argument("--n", type=int, nargs="+", choices=NS, help="only the phases of these N")
         opts = parser.parse_args()
-        if opts.quick:
-            report = run(**QUICK, sides=tuple(opts.sides))
-        else:
-            report = run(sides=tuple(opts.sides))
+        settings = dict(QUICK) if opts.quick else {"phases": PHASES_FULL}
+        if opts.n:
+            settings["phases"] = [[(n, lat) for n, lat in phase if n in opts.n] for phase in settings["phases"]]
+            settings["phases"] = [phase for phase in settings["phases"] if phase]
+        report = run(**settings, sides=tuple(opts.sides), isolate=opts.isolate)
         print(report.markdown())
-        out = REPO_ROOT / "benchmarks" / ("capacity-quick.md" if opts.quick else "capacity.md")
+        name = "capacity-quick" if opts.quick else "capacity"
+        if opts.isolate or opts.n:
+            name += "-isolated" if opts.isolate else ""
+            name += "".join(f"-{n}" for n in opts.n or ())
+        out = REPO_ROOT / "benchmarks" / f"{name}.md"
         out.write_text(report.markdown())
         print(f"written: {out}", file=sys.stderr)

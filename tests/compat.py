@@ -51,6 +51,9 @@ def airflow_at_least(version: str) -> bool:
 # ``clear_task_instances`` adds 1 to ``dag_run.clear_number`` for every clear that resets the run from
 # 3.2 on; 2.11 to 3.1 only when the run had finished (``if dr.state in State.finished_dr_states``).
 CLEAR_OF_A_RUNNING_RUN_COUNTS = airflow_at_least("3.2")
+# After a clear of a *running* task and the supervisor's SIGTERM, 3.2+'s dag.test() runs the cleared
+# try; 3.0 and 3.1 end the run with the killed try's failure (a deployment's scheduler runs it).
+DAG_TEST_RUNS_A_CLEARED_RUNNING_TRY = airflow_at_least("3.2")
 
 
 def requires_airflow(version: str, why: str):
@@ -67,7 +70,7 @@ else:
     from airflow.serialization.serde import deserialize, serialize
 
 __all__ = [
-    "AIRFLOW_V3", "AIRFLOW_VERSION", "CLEAR_OF_A_RUNNING_RUN_COUNTS", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
+    "AIRFLOW_V3", "AIRFLOW_VERSION", "CLEAR_OF_A_RUNNING_RUN_COUNTS", "DAG", "DAG_TEST_RUNS_A_CLEARED_RUNNING_TRY", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
     "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
     "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms", "scheduler_dag", "create_dagrun",
     "clear_run",

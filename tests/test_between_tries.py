@@ -72,8 +72,10 @@ def test_case9_airflow_tasks_test_on_an_existing_run_runs_its_own_job(fake_bq, c
                                                                         monkeypatch, capsys, caplog):
     """`airflow tasks test` (Airflow's own task_test) on a run whose job succeeded: it used to
     "succeed" from the old job without running anything; now it runs a job of its own and leaves
-    the run's job alone. 2.11's task_test names the run argument execution_date_or_run_id, has no
-    bundle_name, and does not export AIRFLOW_TEST_MODE: the task sees test_mode in its context."""
+    the run's job alone. Only 3.3's task_test exports AIRFLOW_TEST_MODE (2.11 to 3.2: only with
+    --env-vars): on 2.11 the task sees test_mode in its context (and task_test names the run argument
+    execution_date_or_run_id and has no bundle_name); on 3.0 to 3.2 task_test runs it in its own
+    thread, under task_test's frame."""
     from airflow.cli.commands.task_command import task_test
 
     from tests.compat import AIRFLOW_V3, DAG, run_dag, task_log_lines

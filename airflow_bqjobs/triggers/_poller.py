@@ -134,8 +134,7 @@ class JobPoller:
         while self.book.watches:
             now = time.monotonic()
             if now >= next_list:
-                pause = await self._list_round()
-                next_list = time.monotonic() + pause
+                next_list = await self._list_round()
             elif self.book.fallback or self.book.next_read_at() is not None:
                 await self._read(self.book.due(now))
             wake_at = min(t for t in (next_list, self.book.next_read_at()) if t is not None)
@@ -149,7 +148,12 @@ class JobPoller:
                     next_list = min(next_list, time.monotonic() + self.book.list_interval())
 
     async def _list_round(self) -> float:
-        """One list (and the reads it calls for); returns the seconds until the next list."""
+        """One list (and the reads it calls for); returns when (``time.monotonic()``) to list next.
+
+        Rounds start every interval from the start of the previous list, so a list's own time (5
+        pages at N = 5,000) does not add to how late a finished job is seen; after a list longer than
+        the interval the next one waits a quarter interval (one poller never lists non-stop). After a
+        failed list, its backoff counts from now."""
         self.rounds += 1
         min_ms = self.book.min_creation_ms()
         started = time.monotonic()
@@ -166,12 +170,12 @@ class JobPoller:
             else:
                 log.warning("Transient error listing jobs of project %s (%s); retrying in %.1f s",
                             self.project_id, exc, pause)
-            return pause
+            return time.monotonic() + pause
         to_read = self.book.after_list(entries, time.monotonic(), started=started)
         listed_out = set(map(id, to_read))
         await self._read(to_read + [w for w in self.book.due(time.monotonic()) if id(w) not in listed_out])
-        self._interval = self.book.list_interval()
-        return self._interval
+        self._interval = interval = self.book.list_interval()
+        return max(started + interval, time.monotonic() + interval / 4)
 
     def _list(self, min_ms: int | None, keep: frozenset[str]) -> list[tuple]:
         """In the pool: the pages decoded straight into ``Listed`` tuples, whole entries only for ``keep``."""
