@@ -84,6 +84,8 @@ def airflow_db() -> str:
     """Create the session's Airflow metadata DB (once); returns AIRFLOW_HOME."""
     from airflow.utils import db
 
+    import tests.compat  # noqa: F401  (3.0-3.2: one in-process execution API per process, as 3.3 has)
+
     db.initdb()
     return AIRFLOW_HOME
 
