@@ -42,7 +42,14 @@ import itertools
 import time
 from typing import Any, AsyncIterator
 
-from airflow_bqjobs._compat import TRIGGER_ON_KILL, BaseTrigger, TriggerEvent, aget_connection, task_instance_state
+from airflow_bqjobs._compat import (
+    TRIGGER_ON_KILL,
+    BaseTrigger,
+    SupervisorChannelClosed,
+    TriggerEvent,
+    aget_connection,
+    task_instance_state,
+)
 from airflow_bqjobs.core.attach import READ_AFTER_CONFLICT_DELAYS
 from airflow_bqjobs.core.backoff import backoff_delays
 from airflow_bqjobs.core.credential_options import parse_impersonation_chain
@@ -229,13 +236,21 @@ class BigQueryJobTrigger(BaseTrigger):
         await self._cancel(await self.hook(), why(state))
 
     async def _read_task_state(self) -> str | None:
-        """The task instance's state, retried with backoff (logged) until read or STATE_READ_BUDGET_S passed."""
+        """The task instance's state, retried with backoff (logged) until read or STATE_READ_BUDGET_S passed.
+
+        Not retried once the triggerer's supervisor channel is closed (a 3.0-3.2 triggerer stopping cancels
+        its triggers after closing it): no read can succeed, and retrying would keep the stopping runner
+        process alive until its supervisor SIGKILLs it.
+        """
         give_up_at = time.monotonic() + STATE_READ_BUDGET_S
         delays = backoff_delays(initial=1.0, maximum=STATE_READ_MAX_BACKOFF_S)
         for attempt in itertools.count(1):
             timeout = max(0.1, min(STATE_READ_TIMEOUT_S, give_up_at - time.monotonic()))
             try:
                 return await asyncio.wait_for(task_instance_state(self.task_instance), timeout)
+            except SupervisorChannelClosed as exc:
+                self.log.warning("Cannot read the task's state (%s); not retried", exc)
+                return UNKNOWN
             except Exception as exc:
                 reason = f"no answer in {timeout:.0f} s" if isinstance(exc, TimeoutError) else f"{exc!r}"
                 delay = next(delays)
