@@ -27,9 +27,12 @@ Cancellation (all of it off with ``cancel_on_kill=False``):
   (marked by a user) cancels; cleared cancels unless ``reattach_on_clear`` (the cleared try
   reattaches to the job). A trigger stopped after its deadline (Airflow 2's own deferral timeout)
   cancels. Limits: if the state cannot be read (API server or metadata DB unreachable; reads are
-  retried with backoff for 3 minutes) the job is left running; a task cleared and deferred again (a new try) before the old
-  trigger reads its state looks like a takeover; and, as with every cancel, a job may finish before
-  the cancel takes effect. The server-side ``jobTimeoutMs`` (from the task's execution_timeout)
+  retried with backoff for 3 minutes; not retried once a stopping triggerer closed its supervisor
+  channel) the job is left running; a task cleared and deferred again (a new try) before the old
+  trigger reads its state looks like a takeover; after a takeover whose new copy fired an error for a
+  job still running, the old copy's read sees the resumed task as cleared and cancels the job its
+  retry reattaches to (the read returns the state only, not the try_number and max_tries that would
+  tell them apart); and, as with every cancel, a job may finish before the cancel takes effect. The server-side ``jobTimeoutMs`` (from the task's execution_timeout)
   bounds whatever is left running.
 * Triggerer restart: the trigger is rebuilt from :meth:`serialize` and keeps waiting; nothing is
   ever cancelled in ``cleanup``, which runs on every exit.
