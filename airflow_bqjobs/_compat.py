@@ -35,6 +35,7 @@ __all__ = [
     "BaseTrigger",
     "Context",
     "PokeReturnValue",
+    "SupervisorChannelClosed",
     "TRIGGER_ON_KILL",
     "TriggerEvent",
     "aget_connection",
@@ -48,6 +49,10 @@ __all__ = [
 # Airflow >= 3.3 calls ``BaseTrigger.on_kill`` when a user marks a deferred task failed/success or
 # clears it. Older versions only cancel the trigger, exactly as on a triggerer restart.
 TRIGGER_ON_KILL = "on_kill" in vars(BaseTrigger)
+
+
+class SupervisorChannelClosed(RuntimeError):
+    """The Task SDK channel to this process's supervisor is closed for good: a read through it cannot succeed."""
 
 
 def default_deferrable() -> bool:
@@ -115,7 +120,7 @@ def current_task_state(ti) -> str | None:
         # then the triggers are cancelled) would never deliver the answer: fail now, not hang.
         reader = getattr(task_runner.SUPERVISOR_COMMS, "_reader_task", None)
         if reader is not None and reader.done():
-            raise RuntimeError("the triggerer's supervisor channel is closed (the triggerer is stopping)")
+            raise SupervisorChannelClosed("the triggerer's supervisor channel is closed (the triggerer is stopping)")
         states = task_runner.RuntimeTaskInstance.get_task_states(
             dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
         )

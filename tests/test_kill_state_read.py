@@ -86,3 +86,58 @@ async def test_a_state_unreadable_for_the_whole_budget_leaves_the_job_running(fa
     await async_wait_until(lambda: not trigger_module._KILLS, timeout=10, what="the kill to give up")
     assert len(reads) >= 2  # retried before giving up
     assert cancels(fake_bq) == 0 and the_job(fake_bq)["state"] == "RUNNING"
+
+
+async def closed_triggerer_channel(monkeypatch):
+    """The Task SDK channel of an Airflow 3.0-3.2 triggerer that is stopping: ``TriggerRunner.arun``'s
+    ``finally`` has cancelled its reader task, after which ``asyncio.run`` cancels the triggers. The
+    real ``TriggerCommsDecoder`` over a socket pair; returns a function that closes the sockets."""
+    import socket
+
+    triggerer_job_runner = pytest.importorskip("airflow.jobs.triggerer_job_runner")
+    task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner")
+    decoder_class = getattr(triggerer_job_runner, "TriggerCommsDecoder", None)
+    if decoder_class is None or not hasattr(decoder_class, "start_reader"):
+        pytest.skip("this Airflow's triggerer has no async supervisor channel")
+    runner_end, supervisor_end = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=runner_end)
+    comms = decoder_class(async_writer=writer, async_reader=reader, socket=runner_end)
+    await comms.start_reader()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    comms._reader_task.cancel()
+    await asyncio.gather(comms._reader_task, return_exceptions=True)
+
+    def close() -> None:
+        writer.close()
+        supervisor_end.close()
+
+    return close
+
+
+async def test_a_stopping_triggerers_closed_channel_ends_the_kill_at_once_and_leaves_the_job_running(
+        fake_bq, monkeypatch):
+    """Airflow 3.0-3.2 (no trigger ``on_kill``): a triggerer stop cancels every trigger after its
+    supervisor channel closed, and each trigger's kill rule reads its task's state through that channel.
+    The read fails at once, and can never succeed again: retrying it for ``STATE_READ_BUDGET_S`` (3
+    minutes) kept every stopping runner process alive until its supervisor SIGKILLed it
+    (``kill(escalation_delay=10, force=True)`` in ``TriggererJobRunner._execute``'s ``finally``). The
+    kill must end at once, the job left to the triggerer that picks the trigger up (state unknown).
+    Airflow 3 only (2.11 reads the metadata DB); the 3.3 path is modelled with ``TRIGGER_ON_KILL`` off."""
+    import time
+
+    _, deferred = defer(submit())
+    job_id = the_job(fake_bq)["job_id"]
+    triggerer = TriggerRunnerHarness()  # the real state read, through the Task SDK channel
+    triggerer.start(rebuild_trigger(deferred.trigger), 1)
+    await async_wait_until(lambda: polled(fake_bq, job_id), what="the trigger to poll the job")
+    close = await closed_triggerer_channel(monkeypatch)
+    monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+    try:
+        started = time.monotonic()
+        await asyncio.wait_for(triggerer.shut_down(1), 5)  # the trigger task waits for its (shielded) kill
+        assert not trigger_module._KILLS and time.monotonic() - started < 3.0
+    finally:
+        for kill in list(trigger_module._KILLS):  # on failure: do not leave the retries to the next test
+            kill.cancel()
+        close()
+    assert cancels(fake_bq) == 0 and the_job(fake_bq)["state"] == "RUNNING"

@@ -272,3 +272,84 @@ async def test_a_state_read_after_the_triggerers_channel_closed_fails_at_once(mo
         writer.close()
         supervisor_end.close()
     assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Airflow gap for the trigger's state read: after a takeover the other triggerer's copy fired an ERROR "
+    "event (it could not read the job, e.g. its credentials lack access) while the job still runs, and the "
+    "task resumed (Trigger.submit_event: 'scheduled', try_number unchanged). The old triggerer's kill, read "
+    "late (its supervisor stalled: why it lost the trigger; reads are retried for 3 minutes), sees "
+    "'scheduled'/'queued'/'running', the states of a clear, and cancels the job that the task's retry "
+    "reattaches to. Telling the two apart needs the task instance's try_number and max_tries (a clear "
+    "moves max_tries, a resume neither); the triggerer's Task SDK channel answers GetTaskStates with the "
+    "state only (3.0-3.3), and GetPreviousTI addresses a run by logical date only."))
+@pytest.mark.parametrize("airflow", ["3.3 on_kill", "pre-3.3 plain cancel"])
+async def test_takeover_race_after_the_other_triggerer_fired_an_error_leaves_the_job_to_the_retry(
+        fake_bq, register_dag, monkeypatch, airflow):
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+
+    from airflow_bqjobs._compat import TriggerEvent
+    from airflow_bqjobs.triggers.job import ERROR
+
+    real_add_rule = fake_bq.add_rule  # the job runs on while the race plays out
+    monkeypatch.setattr(fake_bq, "add_rule", lambda **kw: real_add_rule(**{**kw, "running_s": 60}))
+    run, op, context, trigger, triggerer, job_id = await start_deferred(
+        fake_bq, register_dag, f"review_takeover_error_{airflow[:3].replace('.', '')}")
+    if airflow == "3.3 on_kill" and not trigger_module.TRIGGER_ON_KILL:
+        pytest.skip("Airflow < 3.3 calls no trigger on_kill")
+    await triggerer.shut_down(1)  # out of the way: the copy below is the old triggerer's, read late
+    with create_session() as session:  # the trigger row the other triggerer runs
+        row = Trigger.from_object(trigger)
+        session.add(row)
+        session.flush()
+        run._ti(session, "query").trigger_id = trigger_id = row.id
+    Trigger.submit_event(trigger_id, TriggerEvent(
+        {"status": ERROR, "job": trigger.ref.to_api(), "message": f"Cannot read job {trigger.ref}: 403"}))
+    assert run.state("query") == "scheduled"  # Airflow's own resume of the same try
+    assert run.task_instance("query").try_number == trigger.task_instance.try_number
+    assert the_job(fake_bq)["state"] == "RUNNING"
+
+    old = rebuild_trigger(trigger)  # the old triggerer's copy, whose kill reads the state now
+    old.task_instance = trigger.task_instance
+    if airflow == "3.3 on_kill":
+        await old.on_kill()
+    else:
+        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+        await old._cancel_if_killed()
+    assert fake_bq.calls_for("cancel") == [] and the_job(fake_bq)["state"] == "RUNNING"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Documented limit (README, Cancel on kill): a task marked failed (or cleared) and then cleared and "
+    "deferred again before the old trigger's kill reads its state looks like a takeover ('deferred'), so the "
+    "old job runs on next to the new try's own job. The new try_number (2, the trigger's deferred_try 1) "
+    "and max_tries (moved by the clear) would tell it apart; the triggerer's Task SDK channel answers "
+    "GetTaskStates with the state only (3.0-3.3)."))
+@pytest.mark.parametrize("airflow", ["3.3 on_kill", "pre-3.3 plain cancel"])
+async def test_a_task_marked_failed_then_cleared_and_deferred_again_before_the_late_read_cancels_the_old_job(
+        fake_bq, register_dag, monkeypatch, airflow):
+    real_add_rule = fake_bq.add_rule
+    monkeypatch.setattr(fake_bq, "add_rule", lambda **kw: real_add_rule(**{**kw, "running_s": 60}))
+    run, op, context, trigger, triggerer, job_id = await start_deferred(
+        fake_bq, register_dag, f"review_mark_clear_redefer_{airflow[:3].replace('.', '')}")
+    if airflow == "3.3 on_kill" and not trigger_module.TRIGGER_ON_KILL:
+        pytest.skip("Airflow < 3.3 calls no trigger on_kill")
+    await triggerer.shut_down(1)  # out of the way: the copy below is the trigger whose kill reads late
+    run.mark("query", "failed")  # the user's kill
+    run.clear_task("query")  # ... and a rerun, before the stalled supervisor answers the kill's read
+    new_try = run.start_try("query")
+    with pytest.raises(TaskDeferred) as deferred:
+        await asyncio.to_thread(op.execute, new_try)
+    assert deferred.value.trigger.ref.job_id != job_id  # the cleared failed task starts a new job
+    run.set_state("query", "deferred")
+    assert run.task_instance("query").try_number == trigger.task_instance.try_number + 1
+
+    old = rebuild_trigger(trigger)
+    old.task_instance = trigger.task_instance
+    if airflow == "3.3 on_kill":
+        await old.on_kill()
+    else:
+        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+        await old._cancel_if_killed()
+    await stopped(fake_bq, job_id)

@@ -30,7 +30,11 @@ FOLLOWED = frozenset({"up_for_retry", "up_for_reschedule", "scheduled", "queued"
 # trigger reads the state). A takeover or a triggerer restart keeps it ``deferred``; a trigger that
 # fired is never killed (its ``run()`` has returned); a trigger timeout is past the trigger's own
 # deadline (3.3 calls no ``on_kill`` then); in a takeover race where the other triggerer fired first
-# the job is DONE, and cancelling it changes nothing. For a worker's try they are its retry, which
+# the job is DONE, and cancelling it changes nothing, unless that copy fired an error for a job still
+# running (it could not read it): then the task resumed the same try and its retry reattaches to the
+# job, which this rule cancels; only the try_number and max_tries would tell it from a clear, and the
+# triggerer's state read returns the state alone (tests/test_trigger_kill_review.py, strict xfail).
+# For a worker's try they are its retry, which
 # follows (and ``running`` is decided by ``retry_left``).
 CLEARED_WHILE_DEFERRED = frozenset({"scheduled", "queued", "running"})
 # The state could not be read (API server / metadata DB unreachable).

@@ -27,9 +27,12 @@ Cancellation (all of it off with ``cancel_on_kill=False``):
   (marked by a user) cancels; cleared cancels unless ``reattach_on_clear`` (the cleared try
   reattaches to the job). A trigger stopped after its deadline (Airflow 2's own deferral timeout)
   cancels. Limits: if the state cannot be read (API server or metadata DB unreachable; reads are
-  retried with backoff for 3 minutes) the job is left running; a task cleared and deferred again (a new try) before the old
-  trigger reads its state looks like a takeover; and, as with every cancel, a job may finish before
-  the cancel takes effect. The server-side ``jobTimeoutMs`` (from the task's execution_timeout)
+  retried with backoff for 3 minutes; not retried once a stopping triggerer closed its supervisor
+  channel) the job is left running; a task cleared and deferred again (a new try) before the old
+  trigger reads its state looks like a takeover; after a takeover whose new copy fired an error for a
+  job still running, the old copy's read sees the resumed task as cleared and cancels the job its
+  retry reattaches to (the read returns the state only, not the try_number and max_tries that would
+  tell them apart); and, as with every cancel, a job may finish before the cancel takes effect. The server-side ``jobTimeoutMs`` (from the task's execution_timeout)
   bounds whatever is left running.
 * Triggerer restart: the trigger is rebuilt from :meth:`serialize` and keeps waiting; nothing is
   ever cancelled in ``cleanup``, which runs on every exit.
@@ -42,7 +45,14 @@ import itertools
 import time
 from typing import Any, AsyncIterator
 
-from airflow_bqjobs._compat import TRIGGER_ON_KILL, BaseTrigger, TriggerEvent, aget_connection, task_instance_state
+from airflow_bqjobs._compat import (
+    TRIGGER_ON_KILL,
+    BaseTrigger,
+    SupervisorChannelClosed,
+    TriggerEvent,
+    aget_connection,
+    task_instance_state,
+)
 from airflow_bqjobs.core.attach import READ_AFTER_CONFLICT_DELAYS
 from airflow_bqjobs.core.backoff import backoff_delays
 from airflow_bqjobs.core.credential_options import parse_impersonation_chain
@@ -229,13 +239,21 @@ class BigQueryJobTrigger(BaseTrigger):
         await self._cancel(await self.hook(), why(state))
 
     async def _read_task_state(self) -> str | None:
-        """The task instance's state, retried with backoff (logged) until read or STATE_READ_BUDGET_S passed."""
+        """The task instance's state, retried with backoff (logged) until read or STATE_READ_BUDGET_S passed.
+
+        Not retried once the triggerer's supervisor channel is closed (a 3.0-3.2 triggerer stopping cancels
+        its triggers after closing it): no read can succeed, and retrying would keep the stopping runner
+        process alive until its supervisor SIGKILLs it.
+        """
         give_up_at = time.monotonic() + STATE_READ_BUDGET_S
         delays = backoff_delays(initial=1.0, maximum=STATE_READ_MAX_BACKOFF_S)
         for attempt in itertools.count(1):
             timeout = max(0.1, min(STATE_READ_TIMEOUT_S, give_up_at - time.monotonic()))
             try:
                 return await asyncio.wait_for(task_instance_state(self.task_instance), timeout)
+            except SupervisorChannelClosed as exc:
+                self.log.warning("Cannot read the task's state (%s); not retried", exc)
+                return UNKNOWN
             except Exception as exc:
                 reason = f"no answer in {timeout:.0f} s" if isinstance(exc, TimeoutError) else f"{exc!r}"
                 delay = next(delays)
