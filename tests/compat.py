@@ -73,7 +73,7 @@ __all__ = [
     "AIRFLOW_V3", "AIRFLOW_VERSION", "CLEAR_OF_A_RUNNING_RUN_COUNTS", "DAG", "DAG_TEST_RUNS_A_CLEARED_RUNNING_TRY", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
     "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
     "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms", "scheduler_dag", "create_dagrun",
-    "clear_run",
+    "clear_run", "in_process_execution_api",
 ]
 
 
@@ -210,6 +210,20 @@ def clear_run(sched_dag, run_id: str, logical_date: datetime, **kwargs):
     if AIRFLOW_V3:
         return sched_dag.clear(run_id=run_id, **kwargs)
     return sched_dag.clear(start_date=logical_date, end_date=logical_date, **kwargs)
+
+
+def in_process_execution_api():
+    """Airflow's in-process execution API (the triggerer's ``in_process_api_server``), set up to serve a
+    worker's calls as the api-server does: 3.0's has no DAG bag, which its ``ti_run`` route reads from
+    ``app.state.dag_bag`` (the api-server's ``create_app`` gives its execution app one; 3.1+ need none)."""
+    from airflow.jobs.triggerer_job_runner import in_process_api_server
+
+    api = in_process_api_server()
+    if AIRFLOW_V3 and not airflow_at_least("3.1"):
+        from airflow.api_fastapi.common.dagbag import create_dag_bag
+
+        api.app.state.dag_bag = create_dag_bag()  # as 3.0's airflow.api_fastapi.app.create_app does
+    return api
 
 
 def _xcom_model():
