@@ -18,6 +18,8 @@ Tests import Airflow names from ``airflow_bqjobs._compat`` or from here, never f
 ``import_string``, ``serialize``, ``deserialize``, ``as_task_runner``  what the task runner and
                                         triggerer use to store and rebuild triggers and call execute
 ``requires_airflow("3.3", why)``        a skip marker for a feature an older Airflow does not have
+``dag_test_stops_before_the_next_try``  why ``dag.test()`` runs no try after a killed one (or None)
+``in_process_execution_api()``          Airflow's in-process execution API, serving a worker's calls
 ======================================  ===========================================================
 
 A skip is only for a feature the version lacks, and says which and why, e.g.
@@ -51,9 +53,6 @@ def airflow_at_least(version: str) -> bool:
 # ``clear_task_instances`` adds 1 to ``dag_run.clear_number`` for every clear that resets the run from
 # 3.2 on; 2.11 to 3.1 only when the run had finished (``if dr.state in State.finished_dr_states``).
 CLEAR_OF_A_RUNNING_RUN_COUNTS = airflow_at_least("3.2")
-# After a clear of a *running* task and the supervisor's SIGTERM, 3.2+'s dag.test() runs the cleared
-# try; 3.0 and 3.1 end the run with the killed try's failure (a deployment's scheduler runs it).
-DAG_TEST_RUNS_A_CLEARED_RUNNING_TRY = airflow_at_least("3.2")
 
 
 def requires_airflow(version: str, why: str):
@@ -79,6 +78,25 @@ def _build_the_in_process_execution_api_once() -> None:
 
 _build_the_in_process_execution_api_once()
 
+def dag_test_stops_before_the_next_try() -> str | None:
+    """Why this Airflow's ``dag.test()`` runs no next try after a running try whose task instance moved on
+    was killed by SIGTERM and failed (its job cancelled), or ``None`` when it runs it (3.2+).
+
+    A deployment's scheduler runs that try on every version. 2.11: the SIGTERM handler
+    (``_execute_task_with_callbacks``) calls ``on_kill`` and raises ``AirflowTaskTerminated``, which
+    ``_run_raw_task`` re-raises after recording the failure; a ``BaseException`` there, it goes through
+    ``dag.test()``'s ``except Exception`` and ``run_dag`` returns the run as it stands. 3.0 and 3.1: the
+    killed try's report of its end is refused (its task instance moved on) and ``dag.test()`` marks the
+    task instance failed. 3.2+ log the refused report and go on from the state the try reported."""
+    if not AIRFLOW_V3:
+        return ("Airflow 2.11's dag.test() stops at the killed try: AirflowTaskTerminated, re-raised by "
+                "_run_raw_task after on_kill, is a BaseException its task loop does not catch")
+    if not airflow_at_least("3.2"):
+        return ("Airflow < 3.2's dag.test() marks the task failed when the killed try's report is refused, "
+                "instead of running the next try")
+    return None
+
+
 # The names tests need, wherever this Airflow keeps them (common-compat maps them per version).
 from airflow.providers.common.compat.sdk import DAG, TaskDeferred, task  # noqa: E402
 
@@ -88,10 +106,10 @@ else:
     from airflow.serialization.serde import deserialize, serialize
 
 __all__ = [
-    "AIRFLOW_V3", "AIRFLOW_VERSION", "CLEAR_OF_A_RUNNING_RUN_COUNTS", "DAG", "DAG_TEST_RUNS_A_CLEARED_RUNNING_TRY", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
+    "AIRFLOW_V3", "AIRFLOW_VERSION", "CLEAR_OF_A_RUNNING_RUN_COUNTS", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
     "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
     "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms", "scheduler_dag", "create_dagrun",
-    "clear_run",
+    "clear_run", "dag_test_stops_before_the_next_try", "in_process_execution_api",
 ]
 
 
@@ -128,18 +146,19 @@ def run_dag(dag, logical_date: datetime, **kwargs):
 
     2.11: a task's ``AirflowTaskTimeout`` (a ``BaseException`` there) escapes ``dag.test()`` after Airflow
     failed the task and called its ``on_kill``, ending the run early; the run is returned as it stands,
-    so put a task that times out last. 2.11's rerun deletes the old run, whose ``dag_run_note`` has a
+    so put a task that times out last; the same for a try killed by SIGTERM (``AirflowTaskTerminated``,
+    see ``dag_test_stops_before_the_next_try``). 2.11's rerun deletes the old run, whose ``dag_run_note`` has a
     foreign key to the FAB auth manager's ``ab_user``: its models are imported first, as the webserver
     and ``initdb`` do (a fresh process that never loaded them fails with NoReferencedTableError)."""
     if AIRFLOW_V3:
         return dag.test(logical_date=logical_date, run_after=logical_date, **kwargs)
     import airflow.providers.fab.auth_manager.models  # noqa: F401  (2.11: the ab_user table, see above)
-    from airflow.exceptions import AirflowTaskTimeout
+    from airflow.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
     from airflow.models.dagrun import DagRun
 
     try:
         return dag.test(execution_date=logical_date, **kwargs)
-    except AirflowTaskTimeout:
+    except (AirflowTaskTimeout, AirflowTaskTerminated):
         (run,) = DagRun.find(dag_id=dag.dag_id, execution_date=logical_date)
         return run
 
@@ -228,6 +247,20 @@ def clear_run(sched_dag, run_id: str, logical_date: datetime, **kwargs):
     if AIRFLOW_V3:
         return sched_dag.clear(run_id=run_id, **kwargs)
     return sched_dag.clear(start_date=logical_date, end_date=logical_date, **kwargs)
+
+
+def in_process_execution_api():
+    """Airflow's in-process execution API (the triggerer's ``in_process_api_server``), set up to serve a
+    worker's calls as the api-server does: 3.0's has no DAG bag, which its ``ti_run`` route reads from
+    ``app.state.dag_bag`` (the api-server's ``create_app`` gives its execution app one; 3.1+ need none)."""
+    from airflow.jobs.triggerer_job_runner import in_process_api_server
+
+    api = in_process_api_server()
+    if AIRFLOW_V3 and not airflow_at_least("3.1"):
+        from airflow.api_fastapi.common.dagbag import create_dag_bag
+
+        api.app.state.dag_bag = create_dag_bag()  # as 3.0's airflow.api_fastapi.app.create_app does
+    return api
 
 
 def _xcom_model():

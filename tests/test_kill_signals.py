@@ -15,7 +15,10 @@
 * Case 5 (``reattach_on_clear``): a clear of a deferred or running task leaves the job to the cleared
   try, which reattaches; marking the task failed still cancels.
 
-Airflow 3.3 code (TriggerRunnerSupervisor, the Task SDK task runner); 2.11 runs its own kill path.
+Airflow 3.3 code (TriggerRunnerSupervisor, the Task SDK task runner); 2.11 runs its own kill path: the
+SIGTERM handler ``_execute_task_with_callbacks`` installs calls ``on_kill`` (the local task job sends
+that SIGTERM when its heartbeat finds the task instance moved on), and its ``dag.test()`` stops at the
+killed try (``tests.compat.dag_test_stops_before_the_next_try``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from airflow_bqjobs.operators.submit import BigQuerySubmitJobOperator
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import rebuild_trigger
 from tests.airflow_run import D, Run
-from tests.compat import AIRFLOW_V3, DAG, DAG_TEST_RUNS_A_CLEARED_RUNNING_TRY, run_dag
+from tests.compat import AIRFLOW_V3, DAG, as_task_runner, dag_test_stops_before_the_next_try, run_dag
 from tests.compat import TriggerRunnerHarness as Triggerer  # no monkeypatch: the kill rule reads the real DB
 from tests.test_cancel_on_kill import (
     _finished,
@@ -146,7 +149,7 @@ async def test_reattach_on_clear_keeps_the_job_of_a_cleared_deferred_task_and_th
     cleared_try = run.start_try("query")  # Airflow queues the cleared task's next try
     assert cleared_try["ti"].try_number == 2 and cleared_try["ti"].max_tries > context["ti"].max_tries
     with pytest.raises(TaskDeferred) as deferred:
-        await asyncio.to_thread(op.execute, cleared_try)
+        await asyncio.to_thread(as_task_runner, op, lambda: op.execute(cleared_try))
     assert deferred.value.trigger.ref.job_id == job_id and len(fake_bq.jobs) == 1
     await finish_on_another_triggerer(fake_bq, op, cleared_try, deferred.value.trigger, job_id)
 
@@ -164,7 +167,14 @@ async def test_reattach_on_clear_still_cancels_when_the_user_marks_the_task_fail
 
 def sigterm_while_polling(fake_bq, dag_id, move_on):
     """Once the worker polls its job: ``move_on(run)`` moves the task instance on through Airflow's
-    functions, then this process gets the SIGTERM that the supervisor sends for a 404/409/410 heartbeat."""
+    functions, then this process gets the SIGTERM that the supervisor sends for a 404/409/410 heartbeat
+    (2.11: the local task job, when its heartbeat finds the task instance no longer running).
+
+    What is checked is what ``on_kill`` does with the job (cancel, or leave it running). The try goes on
+    after it in 3.x's ``dag.test()``: the task runner's handler only calls ``on_kill``, and no supervisor
+    follows with the SIGKILL a deployment sends, so a job left running is awaited by the killed try
+    itself; the next try runs only after a cancel failed the killed try, on 3.2+
+    (``tests.compat.dag_test_stops_before_the_next_try``)."""
     done = {}
 
     def act():
@@ -177,7 +187,8 @@ def sigterm_while_polling(fake_bq, dag_id, move_on):
 
             with create_session() as session:
                 run_id = session.scalars(select(DagRun.run_id).where(DagRun.dag_id == dag_id)).one()
-            move_on(Run.existing(dag_id, run_id, {}))
+            done["run"] = Run.existing(dag_id, run_id, {})
+            move_on(done["run"])
             done["cancels_before"] = len(fake_bq.calls_for("cancel"))
             os.kill(os.getpid(), signal.SIGTERM)
             done["signalled"] = True
@@ -219,25 +230,26 @@ def zombie(run):
 def test_zombie_try_on_kill_leaves_the_job_its_retry_follows(fake_bq, register_dag):
     run_sync_dag(fake_bq, register_dag, "case3_zombie", zombie)
     assert fake_bq.calls_for("cancel") == []
-    (job,) = fake_bq.jobs  # the retry reattached: one job, never cancelled
+    (job,) = fake_bq.jobs  # one job, never cancelled: it runs to its end
     wait_until(lambda: the_job(fake_bq)["state"] == "DONE", 15, "the job to finish")
     assert the_job(fake_bq)["error_result"] is None
 
 
 def test_user_mark_failed_of_a_running_task_cancels_through_the_task_runner(fake_bq, register_dag):
     run_sync_dag(fake_bq, register_dag, "case3_marked", lambda run: run.mark("query", "failed"))
-    # (dag.test() then runs the task again although it was marked failed: not what a deployment does)
-    first = min(fake_bq.jobs, key=lambda j: j["created_at"])
+    # (dag.test() may then run the task again although it was marked failed: not what a deployment does)
+    first = wait_until(lambda: (j := min(fake_bq.jobs, key=lambda j: j["created_at"]))["state"] == "DONE" and j,
+                       15, "the killed try's job to stop")
     assert first["error_result"]["reason"] == "stopped" and first["cancel_requested"]
     assert len(fake_bq.calls_for("cancel")) == 1
 
 
 @pytest.mark.parametrize("reattach_on_clear", [True, False])
 def test_clear_of_a_running_task_cancels_unless_reattach_on_clear(fake_bq, register_dag, reattach_on_clear):
-    run_sync_dag(fake_bq, register_dag, f"case5_running_cleared_{reattach_on_clear}",
-                 lambda run: run.clear_task("query"), reattach_on_clear=reattach_on_clear)
+    done = run_sync_dag(fake_bq, register_dag, f"case5_running_cleared_{reattach_on_clear}",
+                        lambda run: run.clear_task("query"), reattach_on_clear=reattach_on_clear)
     wait_until(lambda: not fake_bq.unfinished_jobs(), 20, "the jobs to finish")
-    if reattach_on_clear:  # the cleared try reattached to the job, which ran to its end
+    if reattach_on_clear:  # left running: the job runs to its end, for the cleared try to reattach
         assert fake_bq.calls_for("cancel") == []
         (job,) = fake_bq.jobs
         assert job["error_result"] is None
@@ -245,9 +257,9 @@ def test_clear_of_a_running_task_cancels_unless_reattach_on_clear(fake_bq, regis
         assert len(fake_bq.calls_for("cancel")) == 1
         first = min(fake_bq.jobs, key=lambda j: j["created_at"])
         assert first["error_result"]["reason"] == "stopped"
-        if not DAG_TEST_RUNS_A_CLEARED_RUNNING_TRY:
+        if why_not := dag_test_stops_before_the_next_try():
             assert len(fake_bq.jobs) == 1  # the killed try started nothing more
-            pytest.skip("the cancel is checked; the cleared try's own job is not: Airflow < 3.2's dag.test() "
-                        "ends the run with the killed try's failure instead of running the cleared try")
+            pytest.skip(f"the cancel is checked; the cleared try's own job is not: {why_not}")
         first, second = sorted(fake_bq.jobs, key=lambda j: j["created_at"])
         assert second["job_id"] == first["job_id"] + "_1"
+        assert done["run"].state("query") == "success"  # the cleared try ran that job and succeeded

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.airflow_run import Run
+from tests.compat import in_process_execution_api
 from tests.test_cancel_on_kill import polled, the_job, wait_until
 
 # The Task SDK supervisor is Airflow 3's: 3.3 calls it ``supervise_task``, 3.0-3.2 ``supervise``.
@@ -51,7 +52,6 @@ def task_workload(**fields):
 
 
 def run_under_supervisor(fake_bq, dag, move_on) -> int:
-    from airflow.jobs.triggerer_job_runner import in_process_api_server
     from airflow.sdk.api.client import Client
     from airflow.sdk.api.datamodels._generated import BundleInfo
     from airflow.sdk.execution_time import supervisor
@@ -66,7 +66,7 @@ def run_under_supervisor(fake_bq, dag, move_on) -> int:
         dto = task_workload(id=ti.id, task_id=ti.task_id, dag_id=ti.dag_id, run_id=ti.run_id,
                             try_number=ti.try_number, dag_version_id=ti.dag_version_id, map_index=ti.map_index,
                             pool_slots=1, priority_weight=1, queue="default")
-    client = Client(base_url=None, token="", dry_run=True, transport=in_process_api_server().transport)
+    client = Client(base_url=None, token="", dry_run=True, transport=in_process_execution_api().transport)
     client.base_url = "http://in-process.invalid./"
     failures = []
 
