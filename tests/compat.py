@@ -109,7 +109,7 @@ __all__ = [
     "AIRFLOW_V3", "AIRFLOW_VERSION", "CLEAR_OF_A_RUNNING_RUN_COUNTS", "DAG", "TRIGGER_ON_KILL", "TaskDeferred", "TriggerRunnerHarness", "airflow_at_least",
     "as_task_runner", "dag_bag", "deserialize", "import_string", "register_dag", "requires_airflow",
     "run_dag", "serialize", "task", "task_log_lines", "xcom_values", "xcoms", "scheduler_dag", "create_dagrun",
-    "clear_run", "dag_test_stops_before_the_next_try", "in_process_execution_api",
+    "clear_run", "closed_triggerer_channel", "dag_test_stops_before_the_next_try", "in_process_execution_api",
 ]
 
 
@@ -373,3 +373,29 @@ async def _cancelled(task: asyncio.Task) -> None:
     except asyncio.CancelledError:
         return
     raise AssertionError(f"{task!r} ended without being cancelled")
+
+
+async def closed_triggerer_channel(monkeypatch):
+    """The Task SDK channel of an Airflow 3.0-3.2 triggerer that is stopping: ``TriggerRunner.arun``'s
+    ``finally`` has cancelled its reader task, after which ``asyncio.run`` cancels the triggers. The
+    real ``TriggerCommsDecoder`` over a socket pair; returns a function that closes the sockets."""
+    import socket
+
+    triggerer_job_runner = pytest.importorskip("airflow.jobs.triggerer_job_runner")
+    task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner")
+    decoder_class = getattr(triggerer_job_runner, "TriggerCommsDecoder", None)
+    if decoder_class is None or not hasattr(decoder_class, "start_reader"):
+        pytest.skip("this Airflow's triggerer has no async supervisor channel")
+    runner_end, supervisor_end = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=runner_end)
+    comms = decoder_class(async_writer=writer, async_reader=reader, socket=runner_end)
+    await comms.start_reader()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    comms._reader_task.cancel()
+    await asyncio.gather(comms._reader_task, return_exceptions=True)
+
+    def close() -> None:
+        writer.close()
+        supervisor_end.close()
+
+    return close

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_bqjobs.triggers import job as trigger_module
 from tests.airflow_context import rebuild_trigger
-from tests.compat import TriggerRunnerHarness
+from tests.compat import TriggerRunnerHarness, closed_triggerer_channel
 from tests.test_cancel_on_kill import async_wait_until, defer, polled, submit, the_job
 
 
@@ -86,32 +86,6 @@ async def test_a_state_unreadable_for_the_whole_budget_leaves_the_job_running(fa
     await async_wait_until(lambda: not trigger_module._KILLS, timeout=10, what="the kill to give up")
     assert len(reads) >= 2  # retried before giving up
     assert cancels(fake_bq) == 0 and the_job(fake_bq)["state"] == "RUNNING"
-
-
-async def closed_triggerer_channel(monkeypatch):
-    """The Task SDK channel of an Airflow 3.0-3.2 triggerer that is stopping: ``TriggerRunner.arun``'s
-    ``finally`` has cancelled its reader task, after which ``asyncio.run`` cancels the triggers. The
-    real ``TriggerCommsDecoder`` over a socket pair; returns a function that closes the sockets."""
-    import socket
-
-    triggerer_job_runner = pytest.importorskip("airflow.jobs.triggerer_job_runner")
-    task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner")
-    decoder_class = getattr(triggerer_job_runner, "TriggerCommsDecoder", None)
-    if decoder_class is None or not hasattr(decoder_class, "start_reader"):
-        pytest.skip("this Airflow's triggerer has no async supervisor channel")
-    runner_end, supervisor_end = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=runner_end)
-    comms = decoder_class(async_writer=writer, async_reader=reader, socket=runner_end)
-    await comms.start_reader()
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
-    comms._reader_task.cancel()
-    await asyncio.gather(comms._reader_task, return_exceptions=True)
-
-    def close() -> None:
-        writer.close()
-        supervisor_end.close()
-
-    return close
 
 
 async def test_a_stopping_triggerers_closed_channel_ends_the_kill_at_once_and_leaves_the_job_running(

@@ -65,6 +65,18 @@ async def stop(triggerer, airflow: str, monkeypatch) -> None:
         await triggerer.shut_down(1)
 
 
+async def late_kill_of_the_old_copy(trigger, airflow: str, monkeypatch) -> None:
+    """The old triggerer's copy of ``trigger`` (rebuilt from its kwargs) is killed, reading the state late:
+    3.3 awaits its ``on_kill``; before 3.3 its cancelled ``run()`` runs the kill rule itself."""
+    old = rebuild_trigger(trigger)
+    old.task_instance = trigger.task_instance
+    if airflow == "3.3 on_kill":
+        await old.on_kill()
+    else:
+        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
+        await old._cancel_if_killed()
+
+
 async def stopped(fake_bq, job_id):
     job = await async_wait_until(
         lambda: (j := next(j for j in fake_bq.jobs if j["job_id"] == job_id))["state"] == "DONE" and j,
@@ -153,17 +165,11 @@ async def test_takeover_race_after_the_other_triggerer_fired_cancels_only_a_done
     await triggerer.shut_down(1)  # out of the way: the copy below is the old triggerer's, read late
     await async_wait_until(lambda: the_job(fake_bq)["state"] == "DONE", what="the job to finish")
     run.set_state("query", "scheduled")  # the other triggerer's event resumed the task
-    old = rebuild_trigger(trigger)  # the old triggerer's copy, whose kill reads the state late
-    old.task_instance = trigger.task_instance
-    if airflow == "3.3 on_kill":
-        await old.on_kill()
-    else:
-        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
-        await old._cancel_if_killed()
+    await late_kill_of_the_old_copy(trigger, airflow, monkeypatch)
     assert len(fake_bq.calls_for("cancel")) == 1
     job = the_job(fake_bq)
     assert job["state"] == "DONE" and job["error_result"] is None
-    result = await asyncio.to_thread(op.execute_complete, context, {"status": DONE, "job": old.ref.to_api()})
+    result = await asyncio.to_thread(op.execute_complete, context, {"status": DONE, "job": trigger.ref.to_api()})
     assert result["jobId"] == job_id
 
 
@@ -244,33 +250,20 @@ async def test_a_state_read_after_the_triggerers_channel_closed_fails_at_once(mo
     ``STATE_READ_TIMEOUT_S`` and leave a thread blocked for good, so that the runner process does not
     exit and its supervisor escalates to SIGKILL. The read fails at once instead (state unknown: the
     job is left to the trigger that follows it, as a shutdown should). Airflow 3 only (2.11 reads the DB)."""
-    import socket
     import time
-
-    triggerer_job_runner = pytest.importorskip("airflow.jobs.triggerer_job_runner")
-    task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner")
-    decoder_class = getattr(triggerer_job_runner, "TriggerCommsDecoder", None)
-    if decoder_class is None or not hasattr(decoder_class, "start_reader"):
-        pytest.skip("this Airflow's triggerer has no async supervisor channel")
     from types import SimpleNamespace
 
     from airflow_bqjobs._compat import task_instance_state
+    from tests.compat import closed_triggerer_channel
 
-    runner_end, supervisor_end = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=runner_end)
-    comms = decoder_class(async_writer=writer, async_reader=reader, socket=runner_end)  # default: fd 0
-    await comms.start_reader()
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
-    comms._reader_task.cancel()  # what arun's finally does before asyncio.run cancels the triggers
-    await asyncio.gather(comms._reader_task, return_exceptions=True)
+    close = await closed_triggerer_channel(monkeypatch)
     ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1)
     started = time.monotonic()
     try:
         with pytest.raises(Exception, match="channel"):
             await asyncio.wait_for(task_instance_state(ti), 3.0)
     finally:
-        writer.close()
-        supervisor_end.close()
+        close()
     assert time.monotonic() - started < 1.0
 
 
@@ -310,13 +303,7 @@ async def test_takeover_race_after_the_other_triggerer_fired_an_error_leaves_the
     assert run.task_instance("query").try_number == trigger.task_instance.try_number
     assert the_job(fake_bq)["state"] == "RUNNING"
 
-    old = rebuild_trigger(trigger)  # the old triggerer's copy, whose kill reads the state now
-    old.task_instance = trigger.task_instance
-    if airflow == "3.3 on_kill":
-        await old.on_kill()
-    else:
-        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
-        await old._cancel_if_killed()
+    await late_kill_of_the_old_copy(trigger, airflow, monkeypatch)
     assert fake_bq.calls_for("cancel") == [] and the_job(fake_bq)["state"] == "RUNNING"
 
 
@@ -345,11 +332,5 @@ async def test_a_task_marked_failed_then_cleared_and_deferred_again_before_the_l
     run.set_state("query", "deferred")
     assert run.task_instance("query").try_number == trigger.task_instance.try_number + 1
 
-    old = rebuild_trigger(trigger)
-    old.task_instance = trigger.task_instance
-    if airflow == "3.3 on_kill":
-        await old.on_kill()
-    else:
-        monkeypatch.setattr(trigger_module, "TRIGGER_ON_KILL", False)
-        await old._cancel_if_killed()
+    await late_kill_of_the_old_copy(trigger, airflow, monkeypatch)
     await stopped(fake_bq, job_id)
