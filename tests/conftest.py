@@ -117,6 +117,16 @@ def register_dag(airflow_db):
 
 
 @pytest.fixture
+def hook(fake_bq, monkeypatch):
+    """A hook on a connection that does not exist, so on its defaults: the fake, project test-project
+    (``_fresh_shared_clients`` gives it no shared client of an earlier test)."""
+    from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
+
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
+    return BigQueryJobsHook("no_such_conn", project_id="test-project")
+
+
+@pytest.fixture
 def emulator(fake_bq, monkeypatch):
     """The fake BigQuery server, reached by every hook built without a connection, retrying fast."""
     from tests.emulator import use_fake

@@ -16,8 +16,6 @@ import textwrap
 import threading
 import time
 
-import pytest
-
 from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.hooks import shared
 from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
@@ -27,14 +25,6 @@ from tests.airflow_context import first_event, rebuild_trigger
 
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 CONN = "no_such_conn"
-
-
-@pytest.fixture
-def hook(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    shared.reset()
-    yield BigQueryJobsHook(CONN, project_id="test-project")
-    shared.reset()
 
 
 def insert(hook, fake_bq, job_id, running_s=0.5, location=None, **behaviour):

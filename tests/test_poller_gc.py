@@ -11,21 +11,10 @@ import asyncio
 import gc
 import weakref
 
-import pytest
-
 from airflow_bqjobs.core.job_ref import JobRef
 from airflow_bqjobs.hooks import shared
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.triggers import _poller
 from tests.test_poller import CONN, insert
-
-
-@pytest.fixture
-def hook(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    shared.reset()
-    yield BigQueryJobsHook(CONN, project_id="test-project")
-    shared.reset()
 
 
 def poller_hook():

@@ -1,19 +1,11 @@
 """BigQueryJobTrigger over real HTTP: transient errors only delay it; permanent ones end it with an error event."""
 
-import pytest
 
 from airflow_bqjobs.core.job_ref import JobRef
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.triggers.job import BigQueryJobTrigger
 from tests.airflow_context import first_event, rebuild_trigger
 
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
-
-
-@pytest.fixture
-def hook(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    return BigQueryJobsHook("no_such_conn", project_id="test-project")
 
 
 def trigger_for(ref: dict, **kw):

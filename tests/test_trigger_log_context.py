@@ -14,8 +14,6 @@ import contextvars
 import pytest
 
 from airflow_bqjobs.core.job_ref import JobRef
-from airflow_bqjobs.hooks import shared
-from airflow_bqjobs.hooks.jobs import BigQueryJobsHook
 from airflow_bqjobs.triggers import _poller
 from airflow_bqjobs.triggers import job as job_module
 from airflow_bqjobs.triggers.job import BigQueryJobTrigger
@@ -23,14 +21,6 @@ from airflow_bqjobs.triggers.job import BigQueryJobTrigger
 QUERY = {"query": {"query": "SELECT 1", "useLegacySql": False}}
 CONN = "no_such_conn"
 TASK_LOG = contextvars.ContextVar("task_log", default="<no task>")  # stands in for the triggerer's routing
-
-
-@pytest.fixture
-def hook(fake_bq, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake_bq.url)
-    shared.reset()
-    yield BigQueryJobsHook(CONN, project_id="test-project")
-    shared.reset()
 
 
 @pytest.fixture
