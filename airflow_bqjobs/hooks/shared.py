@@ -36,6 +36,7 @@ _connections: dict[tuple, tuple] = {}  # (pid, conn_id) -> (read at, connection,
 _reading: dict[tuple, Any] = {}  # (loop, pid, conn_id) -> the task reading it now
 _lock = threading.Lock()
 _transports: dict[tuple, _Transport] = {}
+_building: dict[tuple, threading.Lock] = {}  # conn key -> held while its transport is built
 _hooks: dict[tuple, Any] = {}
 _executors: dict[int, ThreadPoolExecutor] = {}
 stats = {"transports": 0, "clients": 0}
@@ -120,12 +121,7 @@ def shared_hook(gcp_conn_id: str, connection: Any, *, project_id: str | None, lo
             return hook
     hook = BigQueryJobsHook(gcp_conn_id, project_id=project_id, location=location,
                             request_timeout=request_timeout, connection=connection, impersonation_chain=chain or None)
-    with _lock:
-        transport = _transports.get(conn_key)
-    if transport is None:
-        transport = _build_transport(hook)
-        with _lock:
-            transport = _transports.setdefault(conn_key, transport)
+    transport = _transport(conn_key, hook)
     project = project_id or transport.settings.project_id
     if not project:
         raise InvalidJobInput(
@@ -139,6 +135,24 @@ def shared_hook(gcp_conn_id: str, connection: Any, *, project_id: str | None, lo
             client = transport.clients[project] = _build_client(transport, project)
         hook.use_client(client)
         return _hooks.setdefault(key, hook)
+
+
+def _transport(conn_key: tuple, hook) -> _Transport:
+    """The connection's transport, built once however many triggers ask for it at the same time (each
+    build refreshes the credentials: one token request per connection, not one per concurrent caller)."""
+    with _lock:
+        transport = _transports.get(conn_key)
+        building = None if transport is not None else _building.setdefault(conn_key, threading.Lock())
+    if transport is not None:
+        return transport
+    with building:
+        with _lock:
+            transport = _transports.get(conn_key)
+        if transport is None:
+            transport = _build_transport(hook)
+            with _lock:
+                _transports[conn_key] = transport
+        return transport
 
 
 def _build_transport(hook) -> _Transport:
@@ -197,5 +211,6 @@ def reset() -> None:
         for transport in _transports.values():
             transport.session.close()
         _transports.clear()
+        _building.clear()
         _hooks.clear()
         _connections.clear()
