@@ -32,8 +32,8 @@ Cancellation (all of it off with ``cancel_on_kill=False``):
   trigger reads its state looks like a takeover; after a takeover whose new copy fired an error for a
   job still running, the old copy's read sees the resumed task as cleared and cancels the job its
   retry reattaches to (the read returns the state only, not the try_number and max_tries that would
-  tell them apart); and, as with every cancel, a job may finish before the cancel takes effect. The server-side ``jobTimeoutMs`` (from the task's execution_timeout)
-  bounds whatever is left running.
+  tell them apart); and, as with every cancel, a job may finish before the cancel takes effect. The
+  server-side ``jobTimeoutMs`` (from the task's execution_timeout) bounds whatever is left running.
 * Triggerer restart: the trigger is rebuilt from :meth:`serialize` and keeps waiting; nothing is
   ever cancelled in ``cleanup``, which runs on every exit.
 """
